@@ -1,0 +1,217 @@
+"""How a backend is chosen: a URL, a mapping, the environment, or pyproject.toml.
+
+Precedence for :func:`get_cache`: ``CACHECORE_URL`` (plus ``CACHECORE_<OPTION>``
+variables), else ``[tool.cachecore]`` in ``./pyproject.toml``, else ``memory://``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cachecore import plugins
+from cachecore.errors import ConfigurationError
+from cachecore.options import CACHE_OPTIONS, CLIENT_OPTIONS, split_options
+from cachecore.redis_base import BaseRedisCache
+from cachecore.serializers import CompressedSerializer, SignedSerializer
+from cachecore.types import Serializer
+
+DEFAULT_URL = "memory://"
+ENV_URL = "CACHECORE_URL"
+ENV_PREFIX = "CACHECORE_"
+# CACHECORE_* variables that configure something other than the cache.
+ENV_NOT_OPTIONS = ("CACHECORE_URL", "CACHECORE_DISABLE_PLUGINS", "CACHECORE_TEST_")
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """The configuration :func:`get_cache` would use, and where it came from."""
+
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe for logs and repr)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _scheme(url: str) -> str:
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str, got {type(url).__name__}")
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise ConfigurationError(
+            f"cache URL must look like scheme://..., e.g. valkey://localhost:6379/0; got "
+            f"{redact_url(url)!r}"
+        )
+    return scheme.lower()
+
+
+def build_serializer(
+    cache_options: Mapping[str, Any], reg: plugins.Registry | None = None
+) -> Serializer:
+    """The serializer that ``serializer``, ``compression*`` and ``secret_key`` options describe.
+
+    ``serializer`` is a name (``pickle``, ``json``, ``msgpack``, a plugin's, or
+    ``signed``, which signs ``signed_serializer``, default pickle) or a serializer object.
+    A ``secret_key`` with any format signs it too.
+
+    :raises ConfigurationError: an unknown name, or ``signed`` without ``secret_key``.
+    """
+    chosen = cache_options.get("serializer", "pickle")
+    secret = cache_options.get("secret_key")
+    if not isinstance(chosen, str):
+        serializer: Serializer = chosen
+        signed = secret is not None
+    else:
+        signed = chosen == "signed" or secret is not None
+        name = cache_options.get("signed_serializer", "pickle") if chosen == "signed" else chosen
+        serializer = plugins.find_serializer(name, reg).factory()
+    compression = cache_options.get("compression")
+    if compression and compression != "none":
+        serializer = CompressedSerializer(
+            serializer,
+            compression,
+            threshold=cache_options.get("compression_threshold", 1024),
+            level=cache_options.get("compression_level"),
+        )
+    if signed:
+        if not secret:
+            raise ConfigurationError(
+                "serializer 'signed' needs a secret_key (e.g. CACHECORE_SECRET_KEY)"
+            )
+        serializer = SignedSerializer(serializer, secret, cache_options.get("old_secret_keys", ()))
+    return serializer
+
+
+def from_url(url: str, **options: Any) -> BaseRedisCache:
+    """Build a cache for ``url``; its scheme picks the backend.
+
+    Options come from the URL's query string and from keyword arguments (which win):
+    cache options (``default_timeout``, ``key_prefix``, ``serializer``, ``raise_errors``,
+    ``max_value_size``, ``secret_key``, ``compression``...) and client options
+    (``socket_timeout``, ``max_connections``, ``ssl_ca_certs``...)::
+
+        cache = cachecore.from_url("valkey://localhost:6379/0?key_prefix=app:",
+                                   default_timeout=600)
+
+    :raises UnknownBackendError: no installed backend handles the scheme.
+    :raises ConfigurationError: a malformed URL or option.
+    """
+    scheme = _scheme(url)
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    cache_options, client_options = split_options({**query, **options})
+    reg = plugins.registry()
+    backend = plugins.find_backend(scheme, reg)
+    bare_url = url.partition("?")[0]
+    client = plugins.create_client(backend, bare_url, client_options, reg)
+    cache_class = backend.cache_class or BaseRedisCache
+    cache = cache_class(
+        client,
+        default_timeout=cache_options.get("default_timeout", 300),
+        key_prefix=cache_options.get("key_prefix"),
+        serializer=build_serializer(cache_options, reg),
+        raise_errors=cache_options.get("raise_errors", False),
+        max_value_size=cache_options.get("max_value_size"),
+    )
+    cache.description = redact_url(bare_url)
+    return cache
+
+
+def from_config(config: Mapping[str, Any]) -> BaseRedisCache:
+    """Build a cache from a mapping: ``url`` (or ``backend`` plus optional ``host``,
+    ``port``, ``db``), and any option :func:`from_url` takes::
+
+        cachecore.from_config({"url": "redis://cache:6379/1", "key_prefix": "app:"})
+        cachecore.from_config({"backend": "valkey", "host": "cache", "port": 6380})
+
+    :raises ConfigurationError: neither ``url`` nor ``backend``, or both.
+    """
+    options = {str(k).lower(): v for k, v in config.items()}
+    url = options.pop("url", None)
+    backend_name = options.pop("backend", None)
+    if url and backend_name:
+        raise ConfigurationError("give either 'url' or 'backend', not both")
+    if backend_name:
+        backend = plugins.find_backend(str(backend_name))
+        host = options.pop("host", "localhost" if backend.name != "memory" else "")
+        port = options.pop("port", None)
+        db = options.pop("db", None)
+        netloc = f"{host}:{port}" if port is not None else str(host)
+        url = f"{backend.schemes[0]}://{netloc}" + (f"/{db}" if db is not None else "")
+    if not url:
+        raise ConfigurationError(
+            "cache configuration needs 'url' (e.g. 'valkey://localhost:6379/0') or 'backend'"
+        )
+    return from_url(str(url), **options)
+
+
+def _env_options(environ: Mapping[str, str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_NOT_OPTIONS):
+            continue
+        option = name[len(ENV_PREFIX) :].lower()
+        if option not in CACHE_OPTIONS and option not in CLIENT_OPTIONS:
+            raise ConfigurationError(
+                f"unknown setting {name}; cache options: "
+                f"{', '.join('CACHECORE_' + o.upper() for o in CACHE_OPTIONS)}"
+            )
+        options[option] = value
+    return options
+
+
+def resolve_config(
+    environ: Mapping[str, str] | None = None, directory: Path | None = None
+) -> ResolvedConfig:
+    """Find the configuration :func:`get_cache` uses, without connecting.
+
+    :raises ConfigurationError: a malformed ``pyproject.toml`` table or unknown variable.
+    """
+    environ = os.environ if environ is None else environ
+    url = environ.get(ENV_URL)
+    if url:
+        return ResolvedConfig(url, _env_options(environ), f"environment variable {ENV_URL}")
+    pyproject = (directory or Path.cwd()) / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("cachecore")
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"{pyproject}: {exc}") from exc
+        if table is not None:
+            if not isinstance(table, dict) or not ("url" in table or "backend" in table):
+                raise ConfigurationError(
+                    f"[tool.cachecore] in {pyproject} needs 'url' or 'backend'"
+                )
+            options = dict(table)
+            return ResolvedConfig(
+                str(options.pop("url", "")), options, f"[tool.cachecore] in {pyproject}"
+            )
+    return ResolvedConfig(DEFAULT_URL, {}, "nothing configured: the embedded default")
+
+
+def get_cache(**overrides: Any) -> BaseRedisCache:
+    """The configured cache: ``CACHECORE_URL``, else ``[tool.cachecore]`` in the working
+    directory's ``pyproject.toml``, else the embedded ``memory://`` default.
+
+    Keyword arguments override configured options. Each call builds a new cache object
+    (``memory://`` caches share data); keep one per application.
+    """
+    resolved = resolve_config()
+    config = {**resolved.options, **overrides}
+    if resolved.url:
+        config["url"] = resolved.url
+    return from_config(config)

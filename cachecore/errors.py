@@ -1,0 +1,50 @@
+"""The exceptions cachecore raises, in one place so callers can catch them by name."""
+
+from __future__ import annotations
+
+import pickle
+
+
+class CachecoreError(Exception):
+    """Base class of every error cachecore raises on purpose."""
+
+
+class ConfigurationError(CachecoreError, ValueError):
+    """A configuration value (URL, option, mapping) is malformed or contradicts another."""
+
+
+class UnknownBackendError(ConfigurationError):
+    """No installed backend handles the requested name or URL scheme.
+
+    The message lists the installed backends and, for a first-party backend that is
+    not installed, the distribution to ``pip install``.
+    """
+
+
+class UnknownSerializerError(ConfigurationError):
+    """No installed serializer has the requested name; the message lists the valid names."""
+
+
+class PluginConflictError(CachecoreError):
+    """Two plugins claim the same backend name, URL scheme or serializer name."""
+
+
+class BackendError(CachecoreError):
+    """The cache server failed (connection refused, timeout, LOADING, READONLY, OOM...).
+
+    Raised only by caches built with ``raise_errors=True``; otherwise each method
+    returns its documented fault value and logs a warning. The original client
+    exception is chained as ``__cause__``.
+    """
+
+
+class SerializationError(pickle.PicklingError):
+    """A value could not be serialized (unpicklable object, or a type the format lacks).
+
+    It subclasses :class:`pickle.PickleError` so code written for cachelib, which lets
+    pickle's errors escape ``set``, keeps catching it.
+    """
+
+
+class ValueTooLargeError(CachecoreError, ValueError):
+    """A serialized value is larger than the cache's ``max_value_size``; nothing was sent."""

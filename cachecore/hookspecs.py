@@ -1,0 +1,75 @@
+"""The plugin contract: the hooks a cachecore backend plugin implements.
+
+A plugin is a module (or object) with functions marked ``@cachecore.hookimpl``, made
+known through the ``cachecore`` entry-point group of its distribution::
+
+    [project.entry-points.cachecore]
+    mybackend = "cachecore_mybackend"
+
+Hooks describe; they never connect. Only ``cachecore_create_client`` may open a
+connection, and only when a user asks for a cache of that plugin's backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pluggy
+
+from cachecore.types import Backend, SerializerSpec
+
+PROJECT_NAME = "cachecore"
+"""The pluggy project name, which is also the entry-point group."""
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def cachecore_backends() -> Sequence[Backend]:
+    """Return the backends this plugin provides.
+
+    Called once when the plugin manager is built; must not open sockets or import
+    heavy optional modules that may be missing. Example::
+
+        @cachecore.hookimpl
+        def cachecore_backends():
+            return [cachecore.Backend(name="mydb", schemes=("mydb",),
+                                      description="MyDB over RESP")]
+    """
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def cachecore_create_client(backend: Backend, url: str, options: Mapping[str, Any]) -> Any:
+    """Build a client for ``backend`` from ``url`` and client ``options``, or return None.
+
+    Return None when ``backend`` is not one of this plugin's (the first non-None result
+    wins). ``url`` is the user's URL with cachecore's own query options removed;
+    ``options`` holds the remaining client options (``socket_timeout``...), already
+    converted to Python types. The client must speak the redis-py API
+    (``execute_command``, ``pipeline``). Raise ``TypeError`` or ``ValueError`` for an
+    option the client does not accept; the host reports it as a configuration error.
+    Example::
+
+        @cachecore.hookimpl
+        def cachecore_create_client(backend, url, options):
+            if backend.name != "mydb":
+                return None
+            return redis.Redis.from_url(url.replace("mydb://", "redis://", 1), **options)
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def cachecore_serializers() -> Sequence[SerializerSpec]:
+    """Return wire formats this plugin provides, selectable by name.
+
+    Example::
+
+        @cachecore.hookimpl
+        def cachecore_serializers():
+            return [cachecore.SerializerSpec("cbor", CborSerializer, "CBOR via cbor2")]
+    """
+    raise NotImplementedError

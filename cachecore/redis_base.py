@@ -1,0 +1,420 @@
+"""The one implementation of the cache protocol for every Redis-API client.
+
+Backend plugins construct a client (redis-py, valkey-py, fakeredis...) and hand it to
+:class:`BaseRedisCache`; nothing of the protocol lives in the plugins.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn, Self, TypeVar
+
+from cachecore.base import BaseCache
+from cachecore.errors import BackendError, ValueTooLargeError
+from cachecore.serializers import PickleSerializer
+from cachecore.timeouts import to_seconds
+from cachecore.types import KeyPrefix, Serializer, Timeout
+
+log = logging.getLogger("cachecore")
+
+DEFAULT_MAX_VALUE_SIZE = 512 * 1024 * 1024
+"""The servers' own limit on one value (``proto-max-bulk-len``), in bytes."""
+
+CLEAR_BATCH = 1000
+"""Keys per SCAN step and per UNLINK in ``clear()``: each step costs the server well
+under a millisecond, so clearing never blocks it for long."""
+
+_T = TypeVar("_T")
+
+
+@functools.cache
+def client_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean "the server or the connection failed".
+
+    Covers redis-py (and fakeredis, which raises redis-py's errors), valkey-py when it
+    is installed, and OS-level socket errors.
+    """
+    import redis.exceptions
+
+    errors: list[type[BaseException]] = [redis.exceptions.RedisError, OSError]
+    try:
+        import valkey.exceptions
+    except ImportError:
+        pass
+    else:
+        errors.append(valkey.exceptions.ValkeyError)
+    return tuple(errors)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+class BaseRedisCache(BaseCache):
+    """A cache over any client with the redis-py API; the shared base of every backend.
+
+    Compatible with cachelib's ``BaseRedisCache``: same constructor, methods, return
+    values and wire format, so values written by either read in the other.
+
+    :param client: a client with redis-py's API (``execute_command``, ``pipeline``).
+    :param default_timeout: seconds or timedelta used when ``timeout`` is None; 0 = never.
+    :param key_prefix: prepended to every key: a str, or a zero-argument callable
+        evaluated on every call (e.g. per tenant).
+    :param serializer: the wire format; default :class:`~cachecore.serializers.PickleSerializer`
+        (cachelib's). Can also be replaced later through the ``serializer`` attribute.
+    :param raise_errors: raise :class:`~cachecore.errors.BackendError` on a backend fault
+        instead of returning the method's fault value.
+    :param max_value_size: refuse (``ValueTooLargeError``) serialized values above this
+        many bytes instead of sending them. Default: the servers' 512 MiB limit.
+    :param read_client: a client for reads (``get``, ``get_many``, ``has``), e.g. one
+        that reads from replicas. Default: ``client``.
+    :param ignore_delete_many_errors: accepted for cachelib compatibility; cachecore's
+        ``delete_many`` deletes all keys in one command, so there is no partial failure.
+    :param check_connection: PING the server now and raise :class:`BackendError` if it
+        does not answer (cachelib raises RuntimeError; BackendError is a different type).
+    """
+
+    serializer: Serializer = PickleSerializer()
+
+    def __init__(
+        self,
+        client: Any,
+        default_timeout: Timeout = 300,
+        key_prefix: KeyPrefix = None,
+        *,
+        serializer: Serializer | None = None,
+        raise_errors: bool = False,
+        max_value_size: int | None = None,
+        read_client: Any = None,
+        ignore_delete_many_errors: bool = True,
+        check_connection: bool = False,
+    ) -> None:
+        super().__init__(default_timeout)
+        if client is None:
+            raise TypeError("client must be a Redis-API client, got None")
+        if key_prefix is not None and not isinstance(key_prefix, str) and not callable(key_prefix):
+            raise TypeError(
+                f"key_prefix must be a str or a callable returning str, "
+                f"got {type(key_prefix).__name__}"
+            )
+        self._write_client = client
+        self._read_client = client if read_client is None else read_client
+        self.key_prefix: str | Callable[[], str] = key_prefix or ""
+        if serializer is not None:
+            self.serializer = serializer
+        self.raise_errors = raise_errors
+        self.max_value_size = DEFAULT_MAX_VALUE_SIZE if max_value_size is None else max_value_size
+        self.ignore_delete_many_errors = ignore_delete_many_errors
+        self._errors = client_errors()
+        self.description = self._describe_client(client)
+        if check_connection:
+            try:
+                client.execute_command("PING")
+            except self._errors as exc:
+                raise BackendError(f"cannot reach the server of {self!r}: {exc}") from exc
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.description}>"
+
+    @staticmethod
+    def _describe_client(client: Any) -> str:
+        # Host, port and db only: never the password, which also sits in connection_kwargs.
+        pool = getattr(client, "connection_pool", None)
+        kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", {}) or {}
+        if "path" in kwargs:
+            return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+        if "host" in kwargs:
+            return f"{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+        return type(client).__name__
+
+    def _prefix(self) -> str:
+        prefix = self.key_prefix
+        if isinstance(prefix, str):
+            return prefix
+        value = prefix()
+        if not isinstance(value, str):
+            raise TypeError(f"key_prefix callable must return a str, got {type(value).__name__}")
+        return value
+
+    def _key(self, key: str) -> str:
+        prefix = self._prefix()
+        try:
+            return prefix + key
+        except TypeError:
+            raise TypeError(f"key must be a str, got {type(key).__name__}: {key!r}") from None
+
+    def _keys(self, keys: Iterable[str]) -> list[str]:
+        prefix = self._prefix()
+        try:
+            return [prefix + key for key in keys]
+        except TypeError:
+            bad = next(k for k in keys if not isinstance(k, str))
+            raise TypeError(f"keys must be str, got {type(bad).__name__}: {bad!r}") from None
+
+    def _expiry(self, timeout: Timeout) -> int:
+        if timeout is None:
+            return self.default_timeout
+        return to_seconds(timeout)
+
+    def _dump(self, value: Any) -> bytes:
+        data = self.serializer.dumps(value)
+        if len(data) > self.max_value_size:
+            raise ValueTooLargeError(
+                f"serialized value is {len(data)} bytes, over max_value_size="
+                f"{self.max_value_size}; not sent"
+            )
+        return data
+
+    def _load(self, key: str, data: bytes | None) -> Any:
+        if data is None:
+            return None
+        try:
+            return self.serializer.loads(data)
+        except Exception as exc:  # stored bytes are untrusted input: any decoder error
+            log.warning(
+                "cachecore: cannot decode the value of %r in %r (%s: %s); reading it as a miss",
+                key,
+                self,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+
+    def _fault(self, operation: str, exc: BaseException, result: _T) -> _T:
+        if self.raise_errors:
+            self._raise(operation, exc)
+        log.warning(
+            "cachecore: %s failed on %r, returning %r: %s: %s",
+            operation,
+            self,
+            result,
+            type(exc).__name__,
+            exc,
+        )
+        return result
+
+    def _raise(self, operation: str, exc: BaseException) -> NoReturn:
+        raise BackendError(f"{operation} failed on {self!r}: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _set_args(key: str, data: bytes, expiry: int) -> tuple[Any, ...]:
+        if expiry:
+            return ("SET", key, data, "EX", expiry)
+        return ("SET", key, data)
+
+    # -- the API -----------------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """Return the value stored under ``key``; None if missing, undecodable or on a fault."""
+        full = self._key(key)
+        try:
+            data = self._read_client.execute_command("GET", full)
+        except self._errors as exc:
+            return self._fault("get", exc, None)
+        return None if data is None else self._load(key, data)
+
+    def get_many(self, *keys: str) -> list[Any]:
+        """Return the values of ``keys`` in order (one MGET); None for missing ones.
+
+        On a fault every entry is None.
+        """
+        if not keys:
+            return []
+        full = self._keys(keys)
+        try:
+            values = self._read_client.execute_command("MGET", *full)
+        except self._errors as exc:
+            return self._fault("get_many", exc, [None] * len(keys))
+        loads = self.serializer.loads
+        try:
+            return [None if data is None else loads(data) for data in values]
+        except Exception:
+            # Some value is undecodable: redo it one by one so only that one is lost.
+            return [self._load(key, data) for key, data in zip(keys, values, strict=True)]
+
+    def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """Store ``value`` under ``key`` for ``timeout`` (None = default, 0 = forever).
+
+        :returns: True, or False on a backend fault.
+        :raises TypeError: ``key`` is not a str, or ``timeout`` has a wrong type.
+        :raises ValueError: ``timeout`` is negative.
+        :raises SerializationError: the value cannot be serialized.
+        :raises ValueTooLargeError: the serialized value exceeds ``max_value_size``.
+        """
+        args = self._set_args(self._key(key), self._dump(value), self._expiry(timeout))
+        try:
+            return bool(self._write_client.execute_command(*args))
+        except self._errors as exc:
+            return self._fault("set", exc, False)
+
+    def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """Store ``value`` only if ``key`` does not exist, atomically (one ``SET NX``).
+
+        :returns: True if stored; False if the key exists or on a backend fault.
+        """
+        args = self._set_args(self._key(key), self._dump(value), self._expiry(timeout))
+        try:
+            return bool(self._write_client.execute_command(*args, "NX"))
+        except self._errors as exc:
+            return self._fault("add", exc, False)
+
+    def set_many(self, mapping: dict[str, Any], timeout: Timeout = None) -> list[Any]:
+        """Store every item of ``mapping`` in one round trip (a pipeline).
+
+        Every value is serialized before anything is sent, so a bad value stores nothing.
+
+        :returns: the keys that were stored, in ``mapping`` order; [] on a fault.
+        """
+        expiry = self._expiry(timeout)
+        keys = list(mapping)
+        commands = [
+            self._set_args(full, self._dump(value), expiry)
+            for full, value in zip(self._keys(keys), mapping.values(), strict=True)
+        ]
+        if not commands:
+            return []
+        try:
+            pipe = self._write_client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            results = pipe.execute(raise_on_error=False)
+        except self._errors as exc:
+            return self._fault("set_many", exc, [])
+        stored = [key for key, ok in zip(keys, results, strict=True) if ok is True]
+        if len(stored) != len(keys):
+            failure = next(r for r in results if r is not True)
+            if isinstance(failure, BaseException):
+                if self.raise_errors:
+                    self._raise("set_many", failure)
+                log.warning(
+                    "cachecore: set_many stored %d of %d keys on %r: %s: %s",
+                    len(stored),
+                    len(keys),
+                    self,
+                    type(failure).__name__,
+                    failure,
+                )
+        return stored
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key`` (UNLINK: the server frees memory in the background).
+
+        :returns: True if the key existed and was deleted; False if not or on a fault.
+        """
+        full = self._key(key)
+        try:
+            return bool(self._write_client.execute_command("UNLINK", full))
+        except self._errors as exc:
+            return self._fault("delete", exc, False)
+
+    def delete_many(self, *keys: str) -> list[Any]:
+        """Delete ``keys`` in one command.
+
+        :returns: the keys no longer in the cache (all of them once the command
+            succeeded, in the order given); [] on a fault.
+        """
+        if not keys:
+            return []
+        full = self._keys(keys)
+        try:
+            self._write_client.execute_command("UNLINK", *full)
+        except self._errors as exc:
+            return self._fault("delete_many", exc, [])
+        return list(keys)
+
+    def has(self, key: str) -> bool:
+        """Whether ``key`` exists; False on a fault."""
+        full = self._key(key)
+        try:
+            return bool(self._read_client.execute_command("EXISTS", full))
+        except self._errors as exc:
+            return self._fault("has", exc, False)
+
+    def clear(self) -> bool:
+        """Delete this cache's keys; True on success, False on a fault.
+
+        With a key prefix, only keys under that prefix are deleted, by SCAN + UNLINK in
+        batches of :data:`CLEAR_BATCH` (never the blocking ``KEYS``), so other apps'
+        keys on the same server survive. **Without a key prefix this flushes the whole
+        database** (``FLUSHDB``), including keys cachecore did not write.
+        """
+        prefix = self._prefix()
+        try:
+            if not prefix:
+                self._write_client.execute_command("FLUSHDB")
+            else:
+                self._unlink_matching(_glob_escape(prefix) + "*")
+        except self._errors as exc:
+            return self._fault("clear", exc, False)
+        return True
+
+    def _unlink_matching(self, pattern: str) -> int:
+        # The UNLINK of one batch travels with the SCAN for the next: one round trip a batch.
+        client = self._write_client
+        cursor: int = 0
+        batch: list[bytes] = []
+        deleted = 0
+        while True:
+            pipe = client.pipeline(transaction=False)
+            if batch:
+                pipe.execute_command("UNLINK", *batch)
+            pipe.execute_command("SCAN", cursor, "MATCH", pattern, "COUNT", CLEAR_BATCH)
+            *unlinked, (cursor, batch) = pipe.execute()
+            deleted += sum(int(n) for n in unlinked)
+            cursor = int(cursor)
+            if cursor == 0:
+                break
+        if batch:
+            deleted += int(client.execute_command("UNLINK", *batch))
+        return deleted
+
+    def inc(self, key: str, delta: int = 1) -> int | None:
+        """Atomically add ``delta`` (INCRBY); a missing key starts from 0.
+
+        :returns: the new value; None on a fault or if the stored value is not an integer.
+        :raises TypeError: ``delta`` is not an int.
+        """
+        return self._incrby("inc", key, delta, 1)
+
+    def dec(self, key: str, delta: int = 1) -> int | None:
+        """Atomically subtract ``delta`` (INCRBY -delta); a missing key starts from 0.
+
+        :returns: the new value; None on a fault or if the stored value is not an integer.
+        :raises TypeError: ``delta`` is not an int.
+        """
+        return self._incrby("dec", key, delta, -1)
+
+    def _incrby(self, operation: str, key: str, delta: int, sign: int) -> int | None:
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise TypeError(f"delta must be an int, got {type(delta).__name__}: {delta!r}")
+        full = self._key(key)
+        try:
+            return int(self._write_client.execute_command("INCRBY", full, sign * delta))
+        except self._errors as exc:
+            return self._fault(operation, exc, None)
+
+    # -- beyond cachelib -----------------------------------------------------------------
+
+    def ping(self) -> bool:
+        """Whether the server answers PING; False on a fault."""
+        try:
+            return bool(self._write_client.execute_command("PING"))
+        except self._errors as exc:
+            return self._fault("ping", exc, False)
+
+    def close(self) -> None:
+        """Release the client's connections; the cache may still be used (it reconnects)."""
+        for client in {id(c): c for c in (self._write_client, self._read_client)}.values():
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,162 @@
+"""The constructor every first-party server backend shares: cachelib's ``RedisCache``
+signature, plus building clients from URLs with cachecore's fault-tolerant defaults.
+
+A backend plugin subclasses :class:`ServerCache` and names its client library; it
+writes no cache method (those live in :class:`~cachecore.BaseRedisCache`)::
+
+    class ValkeyCache(ServerCache):
+        client_module = "valkey"
+        client_class_name = "Valkey"
+"""
+
+from __future__ import annotations
+
+import importlib
+import types
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from cachecore.errors import ConfigurationError
+from cachecore.hookspecs import hookimpl
+from cachecore.options import with_client_defaults
+from cachecore.redis_base import BaseRedisCache
+from cachecore.types import Backend, KeyPrefix, Serializer, Timeout
+
+
+class ServerCache(BaseRedisCache):
+    """A cache on a Redis-protocol server; drop-in for cachelib's ``RedisCache``.
+
+    :param host: server host name, or an existing client to use as is.
+    :param port: server port.
+    :param password: server password (``AUTH``); never logged or shown in ``repr``.
+    :param db: database number.
+    :param default_timeout: see :class:`~cachecore.BaseRedisCache`.
+    :param key_prefix: see :class:`~cachecore.BaseRedisCache`.
+    :param client_kwargs: passed to the client class (``socket_timeout``, ``ssl``,
+        ``username``...), on top of :data:`cachecore.options.DEFAULT_CLIENT_OPTIONS`.
+        The remaining keyword-only parameters are :class:`~cachecore.BaseRedisCache`'s.
+    """
+
+    client_module: ClassVar[str] = ""
+    """Import name of the client library, e.g. ``"redis"`` or ``"valkey"``."""
+    client_class_name: ClassVar[str] = ""
+    """Its client class, e.g. ``"Redis"``."""
+    scheme_aliases: ClassVar[Mapping[str, str]] = {}
+    """URL schemes the client library does not know, mapped to ones it does."""
+
+    def __init__(
+        self,
+        host: Any = "localhost",
+        port: int = 6379,
+        password: str | None = None,
+        db: int = 0,
+        default_timeout: Timeout = 300,
+        key_prefix: KeyPrefix = None,
+        *,
+        serializer: Serializer | None = None,
+        raise_errors: bool = False,
+        max_value_size: int | None = None,
+        read_client: Any = None,
+        ignore_delete_many_errors: bool = True,
+        check_connection: bool = False,
+        **client_kwargs: Any,
+    ) -> None:
+        if host is None:
+            raise ValueError(f"{type(self).__name__} host may not be None")
+        if isinstance(host, str):
+            if client_kwargs.get("decode_responses"):
+                raise ValueError("decode_responses is not supported: values are bytes")
+            client = self.make_client(
+                host=host, port=port, password=password, db=db, **client_kwargs
+            )
+        else:
+            if client_kwargs:
+                raise TypeError(
+                    f"client options {sorted(client_kwargs)} cannot apply to an existing client"
+                )
+            client = host
+        super().__init__(
+            client,
+            default_timeout,
+            key_prefix,
+            serializer=serializer,
+            raise_errors=raise_errors,
+            max_value_size=max_value_size,
+            read_client=read_client,
+            ignore_delete_many_errors=ignore_delete_many_errors,
+            check_connection=check_connection,
+        )
+
+    @classmethod
+    def library(cls) -> types.ModuleType:
+        """The client library module.
+
+        :raises ConfigurationError: the class names no library, or it is not installed.
+        """
+        if not cls.client_module:
+            raise ConfigurationError(f"{cls.__name__} must set client_module and client_class_name")
+        try:
+            return importlib.import_module(cls.client_module)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"{cls.__name__} needs the {cls.client_module!r} package: "
+                f"pip install {cls.client_module}"
+            ) from exc
+
+    @classmethod
+    def client_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` plus cachecore's defaults: short timeouts, and one immediate retry
+        on a broken connection (so a restarted server is reconnected transparently) but
+        none on a timeout (so a hung server costs one timeout, not several)."""
+        library = cls.library()
+        retry = library.retry.Retry(
+            library.backoff.NoBackoff(), 1, supported_errors=(library.exceptions.ConnectionError,)
+        )
+        return {"retry": retry, **with_client_defaults(options)}
+
+    @classmethod
+    def make_client(cls, **kwargs: Any) -> Any:
+        """A client of the library's class with cachecore's defaults under ``kwargs``."""
+        client_class = getattr(cls.library(), cls.client_class_name)
+        return client_class(**cls.client_options(kwargs))
+
+    @classmethod
+    def client_from_url(cls, url: str, options: Mapping[str, Any]) -> Any:
+        """A client for ``url`` (host, port, db, user, password, TLS by scheme)."""
+        scheme, sep, rest = url.partition("://")
+        url = cls.scheme_aliases.get(scheme, scheme) + sep + rest
+        client_class = getattr(cls.library(), cls.client_class_name)
+        return client_class.from_url(url, **cls.client_options(options))
+
+
+class ServerBackendPlugin:
+    """The two hooks of a server backend plugin, for a :class:`ServerCache` subclass.
+
+    A plugin module exposes one of these and names it in its entry point
+    (``redis = "cachecore_redis:plugin"``); pluggy finds the hook methods on it::
+
+        plugin = ServerBackendPlugin(Backend(name="redis", schemes=("redis", "rediss"),
+                                             cache_class=RedisCache))
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        if backend.cache_class is None or not issubclass(backend.cache_class, ServerCache):
+            raise TypeError(
+                "ServerBackendPlugin needs a Backend whose cache_class is a ServerCache"
+            )
+        self.backend = backend
+        self._cache_class: type[ServerCache] = backend.cache_class
+
+    @hookimpl
+    def cachecore_backends(self) -> list[Backend]:
+        """This plugin's one backend."""
+        return [self.backend]
+
+    @hookimpl
+    def cachecore_create_client(
+        self, backend: Backend, url: str, options: Mapping[str, Any]
+    ) -> Any:
+        """A client for ``url`` when ``backend`` is this plugin's."""
+        if backend.name != self.backend.name:
+            return None
+        return self._cache_class.client_from_url(url, options)
