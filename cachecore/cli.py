@@ -20,6 +20,7 @@ import importlib.metadata
 import json
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -91,6 +92,40 @@ def _redact_options(options: Mapping[str, Any]) -> str:
     )
 
 
+def _secrets(ctx: _Context) -> set[str]:
+    """Passwords and keys the command line or configuration holds, to keep out of messages."""
+    urls = [ctx.url] if ctx.url else []
+    options: dict[str, Any] = dict(ctx.options)
+    if ctx.url is None:
+        try:
+            resolved = resolve_config()
+        except ConfigurationError:
+            pass
+        else:
+            urls.append(resolved.url)
+            options.update(resolved.options)
+    found = {str(options[name]) for name in SENSITIVE_OPTIONS if options.get(name)}
+    for url in urls:
+        try:
+            parts = urllib.parse.urlsplit(url)
+            password = parts.password
+        except ValueError:
+            continue
+        if password:
+            found.add(password)
+        for name, value in urllib.parse.parse_qsl(parts.query):
+            if name.lower() in SENSITIVE_OPTIONS and value:
+                found.add(value)
+    return found | {urllib.parse.quote(secret, safe="") for secret in found}
+
+
+def _scrub(message: str, ctx: _Context) -> str:
+    """``message`` without any secret of :func:`_secrets` (error texts may quote a URL)."""
+    for secret in sorted(_secrets(ctx), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
+
+
 def _parse_options(raw: Sequence[str]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for item in raw:
@@ -111,9 +146,9 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
-def _open(ctx: _Context, **extra: Any) -> BaseRedisCache:
+def _open(ctx: _Context) -> BaseRedisCache:
     """The cache the command line names (or the configured one), raising on faults."""
-    options = {**ctx.options, **extra, "raise_errors": True}
+    options = {**ctx.options, "raise_errors": True}
     if ctx.url is not None:
         ctx.source = "the command line"
         cache = from_url(ctx.url, **options)
@@ -144,6 +179,11 @@ def _is_unreachable(exc: BaseException | None) -> bool:
 def _backend_message(ctx: _Context, exc: BackendError) -> str:
     where = ctx.shown_url or "the cache"
     cause = exc.__cause__
+    if cause is not None and "Authentication" in type(cause).__name__:
+        return (
+            f"{where} refused the credentials: {type(cause).__name__}: {cause}\n"
+            "Check the user name and password in the URL (or the password option)."
+        )
     if _is_unreachable(cause):
         return (
             f"cannot reach {where}: {type(cause).__name__}: {cause}\n"
@@ -401,7 +441,8 @@ def cmd_clear(ctx: _Context) -> int:
                 raise BackendError(f"DBSIZE failed on {cache!r}: {exc}") from exc
             print(
                 f"No key prefix is set: this flushes the WHOLE database {ctx.shown_url} "
-                f"(FLUSHDB, {size} keys), including keys cachecore did not write.",
+                f"(FLUSHDB, {size} key{'' if size == 1 else 's'}), including keys cachecore "
+                "did not write.",
                 file=ctx.out,
             )
             if not ctx.args.yes:
@@ -488,10 +529,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(
-        name: str, handler: Callable[[_Context], int], help_text: str
+        name: str, handler: Callable[[_Context], int], help_text: str, usage: str | None = None
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(
             name,
+            usage=usage and f"{PROG} {name} [-h] [--url URL] [-o KEY=VALUE] {usage}",
             parents=[common],
             help=help_text,
             description=help_text,
@@ -512,11 +554,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub = add(name, handler, help_text)
         sub.add_argument("url", nargs="?", metavar="URL", help="the cache URL")
 
-    sub = add("get", cmd_get, "print the value of a key")
+    sub = add("get", cmd_get, "print the value of a key", "[--json] [URL] KEY")
     sub.add_argument("args", nargs="+", metavar="[URL] KEY")
     sub.add_argument("--json", action="store_true", help="print the value as JSON")
 
-    sub = add("set", cmd_set, "store a value (as a string, or JSON with --json)")
+    sub = add(
+        "set",
+        cmd_set,
+        "store a value (as a string, or JSON with --json)",
+        "[--timeout N] [--json] [URL] KEY VALUE",
+    )
     sub.add_argument("args", nargs="+", metavar="[URL] KEY VALUE")
     sub.add_argument(
         "--timeout",
@@ -526,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--json", action="store_true", help="parse VALUE as JSON")
 
-    sub = add("delete", cmd_delete, "delete keys")
+    sub = add("delete", cmd_delete, "delete keys", "[URL] KEY [KEY ...]")
     sub.add_argument("args", nargs="+", metavar="[URL] KEY...")
 
     sub = add(
@@ -572,19 +619,19 @@ def main(argv: list[str] | None = None) -> int:
         ctx.options = _parse_options([*args.options, *getattr(args, "command_options", [])])
         return handler(ctx)
     except UsageError as exc:
-        print(f"{PROG} {args.command}: error: {exc}", file=err)
+        print(f"{PROG} {args.command}: error: {_scrub(str(exc), ctx)}", file=err)
         return EXIT_USAGE
     except (ConfigurationError, PluginConflictError) as exc:
         message = str(exc)
         if ctx.url is None and ctx.source:
             message += f"\n(the configuration came from {ctx.source})"
-        print(f"{PROG}: error: {message}", file=err)
+        print(f"{PROG}: error: {_scrub(message, ctx)}", file=err)
         return EXIT_USAGE
     except BackendError as exc:
-        print(f"{PROG}: {_backend_message(ctx, exc)}", file=err)
+        print(f"{PROG}: {_scrub(_backend_message(ctx, exc), ctx)}", file=err)
         return EXIT_FAILURE
     except (ValueTooLargeError, SerializationError) as exc:
-        print(f"{PROG}: {exc}", file=err)
+        print(f"{PROG}: {_scrub(str(exc), ctx)}", file=err)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=err)

@@ -51,10 +51,75 @@ class _Steps:
         ok, detail = step()
         elapsed = time.perf_counter() - start
         mark = "ok  " if ok else "FAIL"
-        self.out.write(f"  {mark} {label:<28} {detail:<44} {_timing(elapsed, ops)}\n")
+        self.out.write(f"  {mark} {label:<28} {detail:<50} {_timing(elapsed, ops)}\n")
         self.out.flush()
         if not ok:
             self.failed.append(label)
+
+
+class _Workload:
+    """The demo's steps; each returns (right answer?, what happened)."""
+
+    def __init__(self, cache: BaseRedisCache) -> None:
+        self.cache = cache
+        self.profile: dict[str, Any] = {"name": "Ada", "visits": 3, "tags": ["admin", "beta"]}
+        self.items = {f"item:{i}": i * i for i in range(BATCH)}
+
+    def set_get(self) -> tuple[bool, str]:
+        hits = 0
+        for i in range(BATCH):
+            self.cache.set(f"user:{i}", self.profile)
+            if self.cache.get(f"user:{i}") == self.profile:
+                hits += 1
+        return hits == BATCH, f"{hits}/{BATCH} hits, values round-trip"
+
+    def miss(self) -> tuple[bool, str]:
+        value = self.cache.get("no-such-key")
+        there = self.cache.has("no-such-key")
+        return value is None and not there, f"get -> {value!r}, has -> {there}"
+
+    def add_existing(self) -> tuple[bool, str]:
+        added = self.cache.add("user:0", "someone else")
+        kept = self.cache.get("user:0") == self.profile
+        fresh = self.cache.add("fresh", "new")
+        detail = f"existing -> {added} (value kept: {kept}), new -> {fresh}"
+        return not added and kept and fresh, detail
+
+    def expiry(self) -> tuple[bool, str]:
+        self.cache.set("short-lived", "soon gone", timeout=1)
+        before = self.cache.get("short-lived")
+        time.sleep(EXPIRY_WAIT)
+        after = self.cache.get("short-lived")
+        detail = f"timeout=1: {before!r}, after {EXPIRY_WAIT} s -> {after!r}"
+        return before == "soon gone" and after is None, detail
+
+    def counters(self) -> tuple[bool, str]:
+        up: int | None = None
+        for _ in range(BATCH):
+            up = self.cache.inc("hits")
+        down = self.cache.dec("hits", 58)
+        return up == BATCH and down == BATCH - 58, f"{BATCH} x inc -> {up}, dec(58) -> {down}"
+
+    def set_many(self) -> tuple[bool, str]:
+        stored = self.cache.set_many(self.items)
+        return stored == list(self.items), f"stored {len(stored)}/{BATCH} keys in one round trip"
+
+    def get_many(self) -> tuple[bool, str]:
+        values = self.cache.get_many(*self.items)
+        pairs = zip(values, self.items.values(), strict=True)
+        right = sum(1 for got, want in pairs if got == want)
+        return right == BATCH, f"{right}/{BATCH} values right in one round trip"
+
+    def delete(self) -> tuple[bool, str]:
+        first = self.cache.delete("fresh")
+        again = self.cache.delete("fresh")
+        return first and not again, f"delete -> {first}, again -> {again}"
+
+    def clear(self) -> tuple[bool, str]:
+        cleared = self.cache.clear()
+        values = self.cache.get_many(*self.items, "user:0", "hits", "short-lived")
+        left = sum(1 for value in values if value is not None)
+        return cleared and left == 0, f"clear -> {cleared}, {left} demo keys left"
 
 
 def run_demo(cache: BaseRedisCache, out: TextIO) -> bool:
@@ -78,77 +143,17 @@ def run_demo(cache: BaseRedisCache, out: TextIO) -> bool:
     started = time.perf_counter()
     out.write(f"Workload under key prefix {prefix!r}:\n")
     cache.clear()  # leftovers of an interrupted run
+    work = _Workload(cache)
     steps = _Steps(out)
-    profile: dict[str, Any] = {"name": "Ada", "visits": 3, "tags": ["admin", "beta"]}
-
-    def set_get() -> tuple[bool, str]:
-        hits = 0
-        for i in range(BATCH):
-            cache.set(f"user:{i}", profile)
-            if cache.get(f"user:{i}") == profile:
-                hits += 1
-        return hits == BATCH, f"{hits}/{BATCH} hits, values round-trip"
-
-    def miss() -> tuple[bool, str]:
-        value = cache.get("no-such-key")
-        there = cache.has("no-such-key")
-        return value is None and not there, f"get -> {value!r}, has -> {there}"
-
-    def add_existing() -> tuple[bool, str]:
-        added = cache.add("user:0", "someone else")
-        kept = cache.get("user:0") == profile
-        fresh = cache.add("fresh", "new")
-        return (not added and kept and fresh), (
-            f"existing -> {added} (value kept: {kept}), new -> {fresh}"
-        )
-
-    def expiry() -> tuple[bool, str]:
-        cache.set("short-lived", "soon gone", timeout=1)
-        before = cache.get("short-lived")
-        time.sleep(EXPIRY_WAIT)
-        after = cache.get("short-lived")
-        return before == "soon gone" and after is None, (
-            f"timeout=1: {before!r}, after {EXPIRY_WAIT} s -> {after!r}"
-        )
-
-    def counters() -> tuple[bool, str]:
-        value: int | None = None
-        for _ in range(BATCH):
-            value = cache.inc("hits")
-        up = value
-        down = cache.dec("hits", 58)
-        return up == BATCH and down == BATCH - 58, f"{BATCH} x inc -> {up}, dec(58) -> {down}"
-
-    items = {f"item:{i}": i * i for i in range(BATCH)}
-
-    def set_many() -> tuple[bool, str]:
-        stored = cache.set_many(items)
-        return stored == list(items), f"stored {len(stored)}/{BATCH} keys in one round trip"
-
-    def get_many() -> tuple[bool, str]:
-        values = cache.get_many(*items)
-        right = sum(1 for got, want in zip(values, items.values(), strict=True) if got == want)
-        return right == BATCH, f"{right}/{BATCH} values right in one round trip"
-
-    def delete() -> tuple[bool, str]:
-        first = cache.delete("fresh")
-        again = cache.delete("fresh")
-        return first and not again, f"delete -> {first}, again -> {again}"
-
-    def clear() -> tuple[bool, str]:
-        cleared = cache.clear()
-        left = sum(1 for value in cache.get_many(*items, "user:0", "hits") if value is not None)
-        return cleared and left == 0, f"clear -> {cleared}, {left} demo keys left"
-
-    steps.run("set + get (hits)", 2 * BATCH, set_get)
-    steps.run("get a missing key (miss)", 2, miss)
-    steps.run("add on an existing key", 3, add_existing)
-    steps.run("a value expiring", 1, expiry)
-    steps.run("inc / dec counter", BATCH + 1, counters)
-    steps.run(f"set_many of {BATCH} keys", BATCH, set_many)
-    steps.run(f"get_many of {BATCH} keys", BATCH, get_many)
-    steps.run("delete", 2, delete)
-    steps.run("clear the demo prefix", 1, clear)
+    steps.run("set + get (hits)", 2 * BATCH, work.set_get)
+    steps.run("get a missing key (miss)", 2, work.miss)
+    steps.run("add on an existing key", 3, work.add_existing)
+    steps.run("a value expiring", 1, work.expiry)
+    steps.run("inc / dec counter", BATCH + 1, work.counters)
+    steps.run(f"set_many of {BATCH} keys", BATCH, work.set_many)
+    steps.run(f"get_many of {BATCH} keys", BATCH, work.get_many)
+    steps.run("delete", 2, work.delete)
+    steps.run("clear the demo prefix", 1, work.clear)
 
     elapsed = time.perf_counter() - started
     if steps.failed:

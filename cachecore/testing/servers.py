@@ -50,10 +50,6 @@ from typing import Any
 from urllib.parse import quote
 
 import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -374,6 +370,11 @@ def make_tls_files(directory: Path, hostname: str = "localhost") -> TLSFiles:
     not_before = now - datetime.timedelta(days=1)
     not_after = now + datetime.timedelta(days=365)
 
+    # cryptography is a test dependency only: import it when certificates are wanted.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cachecore test CA")])
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())

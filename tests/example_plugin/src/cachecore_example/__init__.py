@@ -1,0 +1,48 @@
+"""An example third-party cachecore plugin, written by hand as any author would.
+
+It provides the ``example://`` backend (an in-process fakeredis server per URL host,
+standing in for a real client library) and a ``reversed-json`` wire format.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import fakeredis
+
+import cachecore
+
+_servers: dict[str, fakeredis.FakeServer] = {}
+
+
+class ReversedJson:
+    """JSON with its bytes reversed: a format only this plugin reads."""
+
+    def dumps(self, value: Any) -> bytes:
+        return json.dumps(value).encode()[::-1]
+
+    def loads(self, data: bytes) -> Any:
+        return json.loads(data[::-1])
+
+
+@cachecore.hookimpl
+def cachecore_backends() -> list[cachecore.Backend]:
+    return [cachecore.Backend(name="example", schemes=("example",), description="example plugin")]
+
+
+@cachecore.hookimpl
+def cachecore_create_client(
+    backend: cachecore.Backend, url: str, options: Mapping[str, Any]
+) -> Any:
+    if backend.name != "example":
+        return None
+    host = url.partition("://")[2].strip("/") or "default"
+    server = _servers.setdefault(host, fakeredis.FakeServer())
+    return fakeredis.FakeRedis(server=server, **options)
+
+
+@cachecore.hookimpl
+def cachecore_serializers() -> list[cachecore.SerializerSpec]:
+    return [cachecore.SerializerSpec("reversed-json", ReversedJson, "JSON, reversed")]
