@@ -35,7 +35,7 @@ from cachecore.errors import (
     SerializationError,
     ValueTooLargeError,
 )
-from cachecore.redis_base import BaseRedisCache, client_errors
+from cachecore.redis_base import BaseRedisCache, client_errors, glob_escape
 from cachecore.server_info import describe_server, parse_info
 
 __all__ = ["main"]
@@ -140,10 +140,6 @@ def _parse_options(raw: Sequence[str]) -> dict[str, Any]:
 def _prefix_of(cache: BaseRedisCache) -> str:
     prefix = cache.key_prefix
     return prefix if isinstance(prefix, str) else prefix()
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
 def _open(ctx: _Context) -> BaseRedisCache:
@@ -306,7 +302,7 @@ def cmd_ping(ctx: _Context) -> int:
 def _count_keys(client: Any, prefix: str) -> tuple[int, str]:
     if not prefix:
         return int(client.execute_command("DBSIZE")), "in the database (DBSIZE)"
-    pattern = _glob_escape(prefix) + "*"
+    pattern = glob_escape(prefix) + "*"
     cursor: Any = 0
     count = 0
     while True:

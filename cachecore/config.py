@@ -37,14 +37,27 @@ class ResolvedConfig:
     source: str = ""
 
 
+SECRET_QUERY_OPTIONS = frozenset({"password", "secret_key", "old_secret_keys", "ssl_password"})
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe for logs and repr)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """``url`` with its password and secret query options replaced by ``***``.
+
+    Safe for logs, ``repr`` and error messages.
+    """
+    base, sep, query = url.partition("?")
+    if sep:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        query = "&".join(
+            f"{name}={'***' if name in SECRET_QUERY_OPTIONS else value}" for name, value in pairs
+        )
+    scheme, has_scheme, rest = base.partition("://")
+    if has_scheme and "@" in rest.partition("/")[0]:
+        userinfo, _, hostpart = rest.partition("@")
+        user, has_password, _ = userinfo.partition(":")
+        if has_password:
+            rest = f"{user}:***@{hostpart}"
+    return f"{scheme}{has_scheme}{rest}" + (f"?{query}" if sep else "")
 
 
 def _scheme(url: str) -> str:

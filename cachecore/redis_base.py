@@ -48,7 +48,8 @@ def client_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _glob_escape(text: str) -> str:
+def glob_escape(text: str) -> str:
+    """``text`` with SCAN/KEYS glob characters escaped, to match it literally."""
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
@@ -119,6 +120,11 @@ class BaseRedisCache(BaseCache):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}>"
+
+    @property
+    def client(self) -> Any:
+        """The client this cache writes through (for commands the cache API lacks)."""
+        return self._write_client
 
     @staticmethod
     def _describe_client(client: Any) -> str:
@@ -347,7 +353,7 @@ class BaseRedisCache(BaseCache):
             if not prefix:
                 self._write_client.execute_command("FLUSHDB")
             else:
-                self._unlink_matching(_glob_escape(prefix) + "*")
+                self._unlink_matching(glob_escape(prefix) + "*")
         except self._errors as exc:
             return self._fault("clear", exc, False)
         return True
