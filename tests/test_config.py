@@ -166,7 +166,15 @@ def test_pyproject_without_table_falls_back(monkeypatch: Any, tmp_path: Path) ->
         ("redis://user:secret@host:1/0", "redis://user:***@host:1/0"),
         ("redis://:secret@host:1/0", "redis://:***@host:1/0"),
         ("redis://host:1/0", "redis://host:1/0"),
+        ("localhost:6379?password=hunter2", "localhost:6379?password=***"),
+        ("memory://?secret_key=k&key_prefix=a:", "memory://?secret_key=***&key_prefix=a:"),
     ],
 )
 def test_redact_url(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+def test_malformed_url_error_hides_password() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        cachecore.from_url("localhost:6379?password=hunter2")
+    assert "hunter2" not in str(info.value)
