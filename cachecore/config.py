@@ -195,9 +195,10 @@ def resolve_config(
     :raises ConfigurationError: a malformed ``pyproject.toml`` table or unknown variable.
     """
     environ = os.environ if environ is None else environ
+    env_options = _env_options(environ)
     url = environ.get(ENV_URL)
     if url:
-        return ResolvedConfig(url, _env_options(environ), f"environment variable {ENV_URL}")
+        return ResolvedConfig(url, env_options, f"environment variable {ENV_URL}")
     pyproject = (directory or Path.cwd()) / "pyproject.toml"
     if pyproject.is_file():
         try:
@@ -209,22 +210,28 @@ def resolve_config(
                 raise ConfigurationError(
                     f"[tool.cachecore] in {pyproject} needs 'url' or 'backend'"
                 )
-            options = dict(table)
+            # CACHECORE_<OPTION> variables override the file, as the environment should.
+            options = {**table, **env_options}
             return ResolvedConfig(
                 str(options.pop("url", "")), options, f"[tool.cachecore] in {pyproject}"
             )
-    return ResolvedConfig(DEFAULT_URL, {}, "nothing configured: the embedded default")
+    return ResolvedConfig(DEFAULT_URL, env_options, "nothing configured: the embedded default")
 
 
 def get_cache(**overrides: Any) -> BaseRedisCache:
     """The configured cache: ``CACHECORE_URL``, else ``[tool.cachecore]`` in the working
     directory's ``pyproject.toml``, else the embedded ``memory://`` default.
 
-    Keyword arguments override configured options. Each call builds a new cache object
+    Keyword arguments override configured options (``url`` or ``backend`` override the
+    configured server; ``CACHECORE_<OPTION>`` variables apply whatever the source of the
+    URL). Each call builds a new cache object
     (``memory://`` caches share data); keep one per application.
     """
     resolved = resolve_config()
-    config = {**resolved.options, **overrides}
+    config = dict(resolved.options)
     if resolved.url:
         config["url"] = resolved.url
-    return from_config(config)
+    if "url" in overrides or "backend" in overrides:
+        config.pop("url", None)
+        config.pop("backend", None)
+    return from_config({**config, **overrides})

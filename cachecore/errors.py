@@ -38,7 +38,7 @@ class BackendError(CachecoreError):
     """
 
 
-class SerializationError(pickle.PicklingError):
+class SerializationError(CachecoreError, pickle.PicklingError):
     """A value could not be serialized (unpicklable object, or a type the format lacks).
 
     It subclasses :class:`pickle.PickleError` so code written for cachelib, which lets

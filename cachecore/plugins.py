@@ -126,7 +126,17 @@ def _load_entry_points(registry: Registry) -> None:
             )
             continue
         if registry.manager.has_plugin(entry_point.name):
-            continue  # the same distribution seen twice on sys.path
+            seen = registry.provider(entry_point.name)[0]
+            if seen != dist_name:
+                failure = PluginFailure(
+                    entry_point.name,
+                    dist_name,
+                    version,
+                    f"entry point name {entry_point.name!r} is already used by {seen}",
+                )
+                registry.failures.append(failure)
+                log.warning("cachecore: %s", failure)
+            continue  # otherwise the same distribution seen twice on sys.path
         try:
             plugin = entry_point.load()
             registry.manager.register(plugin, name=entry_point.name)

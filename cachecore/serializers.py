@@ -188,7 +188,11 @@ def _compressor(algorithm: str, level: int | None) -> tuple[Callable[[bytes], by
         return compressor.compress, COMPRESSION_TAGS["zstd"]
     if algorithm == "lz4":
         lz4frame = _import_compression("lz4.frame", "lz4")
-        return lz4frame.compress, COMPRESSION_TAGS["lz4"]
+        llevel = 0 if level is None else level
+        return (
+            lambda data: bytes(lz4frame.compress(data, compression_level=llevel)),
+            COMPRESSION_TAGS["lz4"],
+        )
     raise ConfigurationError(
         f"unknown compression {algorithm!r}; choose one of: {', '.join(COMPRESSION_TAGS)}"
     )

@@ -30,8 +30,9 @@ def test_memory_url_and_query_options() -> None:
 
 
 def test_keyword_options_override_query() -> None:
-    cache = cachecore.from_url("memory://cfg?key_prefix=a:", key_prefix="b:",
-                               default_timeout=dt.timedelta(minutes=1))
+    cache = cachecore.from_url(
+        "memory://cfg?key_prefix=a:", key_prefix="b:", default_timeout=dt.timedelta(minutes=1)
+    )
     assert cache.key_prefix == "b:"
     assert cache.default_timeout == 60
 
@@ -75,7 +76,10 @@ def test_url_must_be_str() -> None:
 
 def test_signed_and_compressed_serializer_stack() -> None:
     cache = cachecore.from_url(
-        "memory://", serializer="signed", secret_key="k" * 32, compression="zlib",
+        "memory://",
+        serializer="signed",
+        secret_key="k" * 32,
+        compression="zlib",
         signed_serializer="json",
     )
     assert isinstance(cache.serializer, SignedSerializer)
@@ -178,3 +182,36 @@ def test_malformed_url_error_hides_password() -> None:
     with pytest.raises(ConfigurationError) as info:
         cachecore.from_url("localhost:6379?password=hunter2")
     assert "hunter2" not in str(info.value)
+
+
+def test_environment_options_apply_to_pyproject_and_default(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CACHECORE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CACHECORE_KEY_PREFIX", "fromenv:")
+    assert cachecore.get_cache().key_prefix == "fromenv:"
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.cachecore]\nurl = "memory://toml"\nkey_prefix = "fromfile:"\n'
+    )
+    assert cachecore.get_cache().key_prefix == "fromenv:"
+
+
+def test_get_cache_url_override(monkeypatch: Any, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CACHECORE_URL", raising=False)
+    (tmp_path / "pyproject.toml").write_text('[tool.cachecore]\nbackend = "memory"\n')
+    cache = cachecore.get_cache(url="memory://override?key_prefix=o:")
+    assert cache.key_prefix == "o:"
+    assert cache.description == "memory://override"
+
+
+@pytest.mark.parametrize("algorithm", ["zlib", "zstd", "lz4"])
+def test_compression_algorithms_and_levels(algorithm: str) -> None:
+    cache = cachecore.from_url(
+        "memory://", compression=algorithm, compression_threshold=10, compression_level=1
+    )
+    value = {"text": "abc" * 10_000}
+    assert cache.set("k", value) is True
+    assert len(cache.client.get("k")) < 2000
+    assert cache.get("k") == value

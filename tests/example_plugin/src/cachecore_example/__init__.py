@@ -18,12 +18,20 @@ _servers: dict[str, fakeredis.FakeServer] = {}
 
 
 class ReversedJson:
-    """JSON with its bytes reversed: a format only this plugin reads."""
+    """JSON with its bytes reversed: a format only this plugin reads.
+
+    Plain ints stay ASCII digits, as every cachecore format keeps them, so the server's
+    INCRBY (``inc``/``dec``) works on them.
+    """
 
     def dumps(self, value: Any) -> bytes:
+        if type(value) is int:
+            return str(value).encode()
         return json.dumps(value).encode()[::-1]
 
     def loads(self, data: bytes) -> Any:
+        if data.lstrip(b"-").isdigit():
+            return int(data)
         return json.loads(data[::-1])
 
 
