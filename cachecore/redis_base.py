@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, Self, TypeVar
 
+from cachecore import topology
 from cachecore.base import BaseCache
 from cachecore.errors import BackendError, ValueTooLargeError
 from cachecore.serializers import PickleSerializer
@@ -38,19 +39,38 @@ def client_errors() -> tuple[type[BaseException], ...]:
     """
     import redis.exceptions
 
-    errors: list[type[BaseException]] = [redis.exceptions.RedisError, OSError]
+    # The cluster clients' own errors (no reachable node, slot not covered) are no
+    # RedisError / ValkeyError subclasses.
+    errors: list[type[BaseException]] = [
+        redis.exceptions.RedisError,
+        redis.exceptions.RedisClusterException,
+        OSError,
+    ]
     try:
         import valkey.exceptions
     except ImportError:
         pass
     else:
-        errors.append(valkey.exceptions.ValkeyError)
+        errors += [valkey.exceptions.ValkeyError, valkey.exceptions.ValkeyClusterException]
     return tuple(errors)
 
 
 def glob_escape(text: str) -> str:
     """``text`` with SCAN/KEYS glob characters escaped, to match it literally."""
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+def _queue_unlink(pipe: Any, keys: list[bytes], keyslot: Callable[[bytes], int] | None) -> None:
+    if not keys:
+        return
+    if keyslot is None:
+        pipe.execute_command("UNLINK", *keys)
+        return
+    by_slot: dict[int, list[bytes]] = {}
+    for key in keys:
+        by_slot.setdefault(keyslot(key), []).append(key)
+    for group in by_slot.values():
+        pipe.execute_command("UNLINK", *group)
 
 
 class BaseRedisCache(BaseCache):
@@ -109,6 +129,8 @@ class BaseRedisCache(BaseCache):
         self.max_value_size = DEFAULT_MAX_VALUE_SIZE if max_value_size is None else max_value_size
         self.ignore_delete_many_errors = ignore_delete_many_errors
         self._errors = client_errors()
+        # A cluster refuses multi-key commands across hash slots: see _per_slot.
+        self._cluster = topology.is_cluster_client(client)
         self.description = self._describe_client(client)
         if check_connection:
             try:
@@ -224,7 +246,8 @@ class BaseRedisCache(BaseCache):
         return None if data is None else self._load(key, data)
 
     def get_many(self, *keys: str) -> list[Any]:
-        """Return the values of ``keys`` in order (one MGET); None for missing ones.
+        """Return the values of ``keys`` in order (one MGET; on a cluster one MGET per hash
+        slot, pipelined: one round trip per node); None for missing ones.
 
         On a fault every entry is None.
         """
@@ -232,7 +255,13 @@ class BaseRedisCache(BaseCache):
             return []
         full = self._keys(keys)
         try:
-            values = self._read_client.execute_command("MGET", *full)
+            if self._cluster:
+                values: list[Any] = [None] * len(full)
+                for positions, reply in self._per_slot(self._read_client, "MGET", full):
+                    for position, data in zip(positions, reply, strict=True):
+                        values[position] = data
+            else:
+                values = self._read_client.execute_command("MGET", *full)
         except self._errors as exc:
             return self._fault("get_many", exc, [None] * len(keys))
         loads = self.serializer.loads
@@ -318,7 +347,7 @@ class BaseRedisCache(BaseCache):
             return self._fault("delete", exc, False)
 
     def delete_many(self, *keys: str) -> list[Any]:
-        """Delete ``keys`` in one command.
+        """Delete ``keys`` in one command (on a cluster, one per hash slot, pipelined).
 
         :returns: the keys no longer in the cache (all of them once the command
             succeeded, in the order given); [] on a fault.
@@ -327,7 +356,10 @@ class BaseRedisCache(BaseCache):
             return []
         full = self._keys(keys)
         try:
-            self._write_client.execute_command("UNLINK", *full)
+            if self._cluster:
+                self._per_slot(self._write_client, "UNLINK", full)
+            else:
+                self._write_client.execute_command("UNLINK", *full)
         except self._errors as exc:
             return self._fault("delete_many", exc, [])
         return list(keys)
@@ -350,7 +382,15 @@ class BaseRedisCache(BaseCache):
         """
         prefix = self._prefix()
         try:
-            if not prefix:
+            if self._cluster:
+                # Each primary holds its share of the keys: FLUSHDB or SCAN+UNLINK on each.
+                for node in topology.primary_clients(self._write_client):
+                    if prefix:
+                        pattern = glob_escape(prefix) + "*"
+                        self._unlink_matching(pattern, node, self._write_client.keyslot)
+                    else:
+                        node.execute_command("FLUSHDB")
+            elif not prefix:
                 self._write_client.execute_command("FLUSHDB")
             else:
                 self._unlink_matching(glob_escape(prefix) + "*")
@@ -358,16 +398,21 @@ class BaseRedisCache(BaseCache):
             return self._fault("clear", exc, False)
         return True
 
-    def _unlink_matching(self, pattern: str) -> int:
+    def _unlink_matching(
+        self,
+        pattern: str,
+        client: Any = None,
+        keyslot: Callable[[bytes], int] | None = None,
+    ) -> int:
         # The UNLINK of one batch travels with the SCAN for the next: one round trip a batch.
-        client = self._write_client
+        # On a cluster node (``keyslot`` given) each batch is unlinked one slot at a time.
+        client = self._write_client if client is None else client
         cursor: int = 0
         batch: list[bytes] = []
         deleted = 0
         while True:
             pipe = client.pipeline(transaction=False)
-            if batch:
-                pipe.execute_command("UNLINK", *batch)
+            _queue_unlink(pipe, batch, keyslot)
             pipe.execute_command("SCAN", cursor, "MATCH", pattern, "COUNT", CLEAR_BATCH)
             *unlinked, (cursor, batch) = pipe.execute()
             deleted += sum(int(n) for n in unlinked)
@@ -375,8 +420,25 @@ class BaseRedisCache(BaseCache):
             if cursor == 0:
                 break
         if batch:
-            deleted += int(client.execute_command("UNLINK", *batch))
+            pipe = client.pipeline(transaction=False)
+            _queue_unlink(pipe, batch, keyslot)
+            deleted += sum(int(n) for n in pipe.execute())
         return deleted
+
+    @staticmethod
+    def _per_slot(client: Any, command: str, keys: list[str]) -> list[tuple[list[int], Any]]:
+        """Run the multi-key ``command`` on a cluster once per hash slot of ``keys``, all in
+        one pipeline (the client writes each node its share, then reads the replies: about
+        one round trip per node). Returns (positions in ``keys``, reply) per slot."""
+        groups: dict[int, list[int]] = {}
+        for position, key in enumerate(keys):
+            groups.setdefault(client.keyslot(key), []).append(position)
+        if len(groups) == 1:
+            return [(list(range(len(keys))), client.execute_command(command, *keys))]
+        pipe = client.pipeline(transaction=False)
+        for positions in groups.values():
+            pipe.execute_command(command, *[keys[p] for p in positions])
+        return list(zip(groups.values(), pipe.execute(), strict=True))
 
     def inc(self, key: str, delta: int = 1) -> int | None:
         """Atomically add ``delta`` (INCRBY); a missing key starts from 0.

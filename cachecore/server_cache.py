@@ -16,6 +16,7 @@ import types
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from cachecore import topology
 from cachecore.errors import ConfigurationError
 from cachecore.hookspecs import hookimpl
 from cachecore.options import with_client_defaults
@@ -75,6 +76,9 @@ class ServerCache(BaseRedisCache):
                     f"client options {sorted(client_kwargs)} cannot apply to an existing client"
                 )
             client = host
+            if read_client is None:
+                # A Sentinel client built with read_from_replicas carries its replica client.
+                read_client = getattr(client, topology.READ_CLIENT_ATTRIBUTE, None)
         super().__init__(
             client,
             default_timeout,
@@ -122,8 +126,16 @@ class ServerCache(BaseRedisCache):
 
     @classmethod
     def client_from_url(cls, url: str, options: Mapping[str, Any]) -> Any:
-        """A client for ``url`` (host, port, db, user, password, TLS by scheme)."""
+        """A client for ``url`` (host, port, db, user, password, TLS by scheme).
+
+        ``<scheme>+cluster://`` and ``<scheme>+sentinel://`` URLs get the library's
+        cluster or Sentinel client (see :mod:`cachecore.topology`), with the same defaults.
+        """
         scheme, sep, rest = url.partition("://")
+        if topology.topology_kind(scheme) is not None:
+            return topology.client_from_url(
+                cls.library(), cls.client_class_name, url, cls.client_options(options)
+            )
         url = cls.scheme_aliases.get(scheme, scheme) + sep + rest
         client_class = getattr(cls.library(), cls.client_class_name)
         return client_class.from_url(url, **cls.client_options(options))

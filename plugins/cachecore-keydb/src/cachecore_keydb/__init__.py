@@ -1,7 +1,9 @@
 """cachecore backend for KeyDB, through redis-py (KeyDB speaks the Redis protocol).
 
 Installing this distribution makes ``keydb://`` and ``keydbs://`` (TLS) URLs work with
-:func:`cachecore.from_url`.
+:func:`cachecore.from_url`, and ``keydb+cluster://host:port,host:port/`` through
+redis-py's ``RedisCluster`` (verified against Redis and Valkey clusters; KeyDB's cluster
+mode speaks the same cluster protocol, but no KeyDB binary was available to test it).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class KeyDBCache(ServerCache):
 
 BACKEND = cachecore.Backend(
     name="keydb",
-    schemes=("keydb", "keydbs"),
+    schemes=("keydb", "keydbs", "keydb+cluster"),
     description="KeyDB via redis-py",
     cache_class=KeyDBCache,
 )

@@ -1,8 +1,9 @@
 """cachecore backend for Redis, through redis-py.
 
 Installing this distribution makes ``redis://``, ``rediss://`` (TLS) and ``unix://``
-URLs work with :func:`cachecore.from_url`; :class:`RedisCache` is a drop-in for
-cachelib's ``RedisCache``.
+URLs work with :func:`cachecore.from_url`, and ``redis+cluster://host:port,host:port/``
+(Redis Cluster) and ``redis+sentinel://host:26379,.../service/db`` (Sentinel), see
+:mod:`cachecore.topology`; :class:`RedisCache` is a drop-in for cachelib's ``RedisCache``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class RedisCache(ServerCache):
 
 BACKEND = cachecore.Backend(
     name="redis",
-    schemes=("redis", "rediss", "unix"),
+    schemes=("redis", "rediss", "unix", "redis+cluster", "redis+sentinel"),
     description="Redis via redis-py",
     cache_class=RedisCache,
 )

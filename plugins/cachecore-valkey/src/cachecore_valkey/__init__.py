@@ -1,8 +1,9 @@
 """cachecore backend for Valkey, through valkey-py.
 
 Installing this distribution makes ``valkey://`` and ``valkeys://`` (TLS) URLs work
-with :func:`cachecore.from_url`; :class:`ValkeyCache` is a drop-in for cachelib's
-``ValkeyCache``.
+with :func:`cachecore.from_url`, and ``valkey+cluster://host:port,host:port/`` (Valkey
+Cluster) and ``valkey+sentinel://host:26379,.../service/db`` (Sentinel), see
+:mod:`cachecore.topology`; :class:`ValkeyCache` is a drop-in for cachelib's ``ValkeyCache``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class ValkeyCache(ServerCache):
 
 BACKEND = cachecore.Backend(
     name="valkey",
-    schemes=("valkey", "valkeys"),
+    schemes=("valkey", "valkeys", "valkey+cluster", "valkey+sentinel"),
     description="Valkey via valkey-py",
     cache_class=ValkeyCache,
 )

