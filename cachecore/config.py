@@ -52,6 +52,9 @@ def redact_url(url: str) -> str:
             f"{name}={'***' if name in SECRET_QUERY_OPTIONS else value}" for name, value in pairs
         )
     scheme, has_scheme, rest = base.partition("://")
+    if not has_scheme and "@" in base:
+        # Not a URL we can parse: hide anything that may be credentials.
+        return "***@" + base.rpartition("@")[2] + (f"?{query}" if sep else "")
     if has_scheme and "@" in rest.partition("/")[0]:
         userinfo, _, hostpart = rest.partition("@")
         user, has_password, _ = userinfo.partition(":")

@@ -42,6 +42,7 @@ FIRST_PARTY = {
     "valkey+sentinel": "cachecore-valkey",
     "keydb": "cachecore-keydb",
     "keydbs": "cachecore-keydb",
+    "keydb+cluster": "cachecore-keydb",
 }
 """Backend names and URL schemes of the first-party plugins, with their distribution."""
 

@@ -138,7 +138,15 @@ class ServerCache(BaseRedisCache):
             )
         url = cls.scheme_aliases.get(scheme, scheme) + sep + rest
         client_class = getattr(cls.library(), cls.client_class_name)
-        return client_class.from_url(url, **cls.client_options(options))
+        client = client_class.from_url(url, **cls.client_options(options))
+        # Clients connect lazily and only then reject an unknown option; building one
+        # connection object (no socket) reports it now, as a configuration error.
+        pool = client.connection_pool
+        try:
+            pool.connection_class(**pool.connection_kwargs)
+        except TypeError as exc:
+            raise ConfigurationError(f"unknown client option: {exc}") from None
+        return client
 
 
 class ServerBackendPlugin:

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 import redis
+from cachecore_keydb import KeyDBCache
+from cachecore_redis import RedisCache
+from cachecore_valkey import ValkeyCache
 
 import cachecore
 from cachecore import BaseRedisCache, ServerCache
 from cachecore.errors import BackendError, ConfigurationError
 from cachecore.testing.pytest_plugin import ServerPool
 from cachecore.testing.servers import ServerBinary, ServerProcess, make_tls_files
-from cachecore_keydb import KeyDBCache
-from cachecore_redis import RedisCache
-from cachecore_valkey import ValkeyCache
 
 CLASSES = {"redis": RedisCache, "valkey": ValkeyCache, "keydb": KeyDBCache}
 
@@ -32,8 +32,9 @@ def server(binary: ServerBinary, cachecore_servers: ServerPool) -> ServerProcess
 
 @pytest.mark.parametrize("name", CLASSES)
 def test_drop_in_constructor(name: str, server: ServerProcess) -> None:
-    cache = CLASSES[name](host=server.host, port=server.port, db=3, default_timeout=60,
-                          key_prefix="dropin:")
+    cache = CLASSES[name](
+        host=server.host, port=server.port, db=3, default_timeout=60, key_prefix="dropin:"
+    )
     assert cache.set("k", {"v": 1}) is True
     assert cache.get("k") == {"v": 1}
     assert server.client(db=3).exists("dropin:k") == 1
@@ -115,7 +116,9 @@ def test_tls_client_certificate_options(tls_server: Any) -> None:
     server, tls = tls_server
     cache = cachecore.from_url(
         f"rediss://app:s3cret-pass@{server.host}:{server.port}/0",
-        ssl_ca_certs=str(tls.ca_cert), ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key),
+        ssl_ca_certs=str(tls.ca_cert),
+        ssl_certfile=str(tls.cert),
+        ssl_keyfile=str(tls.key),
         ssl_cert_reqs="required",
     )
     assert cache.ping() is True
@@ -127,7 +130,7 @@ def test_tls_wrong_password_is_a_clear_error(tls_server: Any, caplog: Any) -> No
     with caplog.at_level(logging.WARNING, logger="cachecore"):
         assert cachecore.from_url(url).get("k") is None
     assert "AuthenticationError" in caplog.text or "invalid username-password" in caplog.text
-    with pytest.raises(BackendError, match="username-password|WRONGPASS|Authentication"):
+    with pytest.raises(BackendError, match=r"username-password|WRONGPASS|Authentication"):
         cachecore.from_url(url, raise_errors=True).set("k", 1)
 
 
@@ -136,7 +139,7 @@ def test_tls_url_without_ca_fails_verification(tls_server: Any) -> None:
     cache = cachecore.from_url(
         f"rediss://app:s3cret-pass@{server.host}:{server.port}/0", raise_errors=True
     )
-    with pytest.raises(BackendError, match="certificate|SSL"):
+    with pytest.raises(BackendError, match=r"certificate|SSL"):
         cache.get("k")
 
 
@@ -146,8 +149,9 @@ def test_plain_scheme_against_tls_port_fails(tls_server: Any) -> None:
     assert cache.set("k", 1) is False
 
 
-def test_unix_socket_url(binary: ServerBinary, tmp_path: Path,
-                         cachecore_fresh_server: Callable[..., ServerProcess]) -> None:
+def test_unix_socket_url(
+    binary: ServerBinary, tmp_path: Path, cachecore_fresh_server: Callable[..., ServerProcess]
+) -> None:
     socket_path = tmp_path / "s.sock"
     cachecore_fresh_server(binary, extra_args=["--unixsocket", str(socket_path)])
     cache = cachecore.from_url(f"unix://{socket_path}?db=2&key_prefix=sock:")

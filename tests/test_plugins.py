@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import venv
 from pathlib import Path
 from typing import Any
@@ -155,14 +154,31 @@ def test_fresh_venv_with_core_valkey_and_third_party_plugins(
     python = env_dir / "bin" / "python"
     environ = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH"}}
     subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", str(ROOT), str(ROOT / "plugins" / "cachecore-valkey"),
-         str(ROOT / "tests" / "example_plugin"), str(ROOT / "tests" / "broken_plugin")],
-        check=True, env=environ, cwd=tmp_path, timeout=600,
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            str(ROOT),
+            str(ROOT / "plugins" / "cachecore-valkey"),
+            str(ROOT / "tests" / "example_plugin"),
+            str(ROOT / "tests" / "broken_plugin"),
+        ],
+        check=True,
+        env=environ,
+        cwd=tmp_path,
+        timeout=600,
     )
     with ServerProcess(_valkey(cachecore_server_binaries)) as server:
         run = subprocess.run(
             [str(python), "-c", SCRIPT, server.url("valkey")],
-            check=True, capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=60,
+            check=True,
+            capture_output=True,
+            text=True,
+            env=environ,
+            cwd=tmp_path,
+            timeout=60,
         )
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["valkey_set"] is True
@@ -180,7 +196,12 @@ def test_fresh_venv_with_core_valkey_and_third_party_plugins(
     assert "failed to load" in run.stderr or "failed" in run.stderr
     listing = subprocess.run(
         [str(env_dir / "bin" / "cachecore"), "backends"],
-        check=True, capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=60,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=tmp_path,
+        timeout=60,
     ).stdout
     listed = {line.split()[0] for line in listing.splitlines() if "://" in line}
     assert listed == {"example", "memory", "valkey"}
