@@ -133,7 +133,14 @@ def from_url(url: str, **options: Any) -> BaseRedisCache:
     reg = plugins.registry()
     backend = plugins.find_backend(scheme, reg)
     bare_url = url.partition("?")[0]
+    near_cache = bool(cache_options.get("near_cache") or "near_cache_size" in cache_options)
+    if near_cache and (scheme == "memory" or "+" in scheme):
+        raise ConfigurationError(
+            f"near_cache needs a single Redis/Valkey/KeyDB server; {scheme}:// is not supported"
+        )
     client = plugins.create_client(backend, bare_url, client_options, reg)
+    if near_cache:
+        client = _near_cache_client(client, cache_options)
     cache_class = backend.cache_class or BaseRedisCache
     cache = cache_class(
         client,
@@ -145,6 +152,17 @@ def from_url(url: str, **options: Any) -> BaseRedisCache:
     )
     cache.description = redact_url(bare_url)
     return cache
+
+
+def _near_cache_client(client: Any, cache_options: Mapping[str, Any]) -> Any:
+    from cachecore.near_cache import DEFAULT_MAX_ENTRIES, NearCacheClient
+
+    prefix = cache_options.get("key_prefix")
+    return NearCacheClient(
+        client,
+        max_entries=cache_options.get("near_cache_size", DEFAULT_MAX_ENTRIES),
+        prefix=prefix if isinstance(prefix, str) and prefix else None,
+    )
 
 
 def from_config(config: Mapping[str, Any]) -> BaseRedisCache:

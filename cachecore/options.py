@@ -40,6 +40,8 @@ CACHE_OPTIONS: dict[str, Callable[[str], Any]] = {
     "compression": str,
     "compression_threshold": int,
     "compression_level": int,
+    "near_cache": parse_bool,
+    "near_cache_size": int,
 }
 """Options the cache itself takes; everything else goes to the backend's client."""
 

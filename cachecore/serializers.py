@@ -42,6 +42,14 @@ class UndecodableValueError(ValueError):
     """Stored bytes are not in the format the serializer reads."""
 
 
+def _dump_ascii_int(value: int) -> bytes | None:
+    # Ints past Python's str() digit limit cannot be written as ASCII: callers pickle them.
+    try:
+        return str(value).encode("ascii")
+    except ValueError:
+        return None
+
+
 def _load_ascii_int(data: bytes) -> int | None:
     # Only canonical ASCII integers, as INCRBY and these serializers write them.
     if data and (data.isdigit() or (data[:1] == b"-" and data[1:].isdigit())):
@@ -59,8 +67,8 @@ class PickleSerializer:
         self.protocol = protocol
 
     def dumps(self, value: Any) -> bytes:
-        if type(value) is int:
-            return str(value).encode("ascii")
+        if type(value) is int and (ascii_int := _dump_ascii_int(value)) is not None:
+            return ascii_int
         try:
             return PICKLE_MARKER + pickle.dumps(value, self.protocol)
         except Exception as exc:
@@ -112,8 +120,8 @@ class MsgpackSerializer:
         self._msgpack = msgpack
 
     def dumps(self, value: Any) -> bytes:
-        if type(value) is int:
-            return str(value).encode("ascii")
+        if type(value) is int and (ascii_int := _dump_ascii_int(value)) is not None:
+            return ascii_int
         try:
             packed: bytes = self._msgpack.packb(value, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -160,8 +168,8 @@ class SignedSerializer:
         self._read_keys = (self._key, *(_as_key(k) for k in old_keys))
 
     def dumps(self, value: Any) -> bytes:
-        if type(value) is int:
-            return str(value).encode("ascii")
+        if type(value) is int and (ascii_int := _dump_ascii_int(value)) is not None:
+            return ascii_int
         payload = self.inner.dumps(value)
         return SIGNED_TAG + hmac.digest(self._key, payload, hashlib.sha256) + payload
 

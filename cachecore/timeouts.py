@@ -5,13 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+MAX_TIMEOUT = 10**15
+"""The largest timeout accepted, in seconds: the servers refuse expiries past ~9.2e15 s."""
+
 
 def to_seconds(timeout: int | dt.timedelta, name: str = "timeout") -> int:
     """Return ``timeout`` as whole seconds (a timedelta is rounded up).
 
     :raises TypeError: ``timeout`` is neither an ``int`` nor a ``timedelta`` (floats and
         bools included: they are usually a mistake, and cachelib deprecates floats).
-    :raises ValueError: ``timeout`` is negative.
+    :raises ValueError: ``timeout`` is negative or over :data:`MAX_TIMEOUT`.
     """
     if isinstance(timeout, int) and not isinstance(timeout, bool):
         seconds = timeout
@@ -24,4 +27,6 @@ def to_seconds(timeout: int | dt.timedelta, name: str = "timeout") -> int:
         )
     if seconds < 0:
         raise ValueError(f"{name} must be >= 0 (0 means never expire), got {timeout!r}")
+    if seconds > MAX_TIMEOUT:
+        raise ValueError(f"{name} must be at most {MAX_TIMEOUT} seconds, got {timeout!r}")
     return seconds

@@ -1,0 +1,331 @@
+"""The near cache: hot values served from process memory, kept coherent by the server.
+
+:class:`NearCacheClient` wraps a Redis-API client. ``GET`` and ``MGET`` are answered
+from a bounded LRU of raw stored bytes when possible; everything else passes through.
+Coherence comes from server-assisted invalidation (``CLIENT TRACKING ... BCAST``,
+Redis/Valkey/KeyDB 6+): a background thread holds two connections of its own,
+
+* a *listener* subscribed to ``__redis__:invalidate``, and
+* a *tracking owner* that turned tracking on with ``REDIRECT <listener id>``, so every
+  write to a key under the cache's prefix, by any client, sends the listener its name.
+
+Entries are cached only while both connections are healthy; any error on them (server
+restart, network fault, ``CLIENT KILL``) drops every local entry before reconnecting.
+A value fetched while an invalidation for its key arrives is not stored, and each entry
+keeps the key's TTL, so an expiring key is never served past its expiry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+log = logging.getLogger("cachecore")
+
+INVALIDATE_CHANNEL = b"__redis__:invalidate"
+DEFAULT_MAX_ENTRIES = 10_000
+DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
+HEALTH_CHECK_SECONDS = 1.0
+"""How often an idle listener checks the tracking owner connection is still alive."""
+
+_WRITE_COMMANDS = frozenset({"SET", "UNLINK", "DEL", "INCRBY", "EXPIRE", "PEXPIRE", "GETDEL"})
+_FLUSH_COMMANDS = frozenset({"FLUSHDB", "FLUSHALL"})
+
+
+class _Pipeline:
+    """A pipeline that forgets locally every key its queued writes touch."""
+
+    def __init__(self, near: NearCacheClient, pipeline: Any) -> None:
+        self._near = near
+        self._pipeline = pipeline
+        self._written: list[Any] = []
+        self._flush = False
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        command = str(args[0]).upper()
+        if command in _WRITE_COMMANDS:
+            self._written.extend(args[1:] if command in {"UNLINK", "DEL"} else args[1:2])
+        elif command in _FLUSH_COMMANDS:
+            self._flush = True
+        return self._pipeline.execute_command(*args, **options)
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._pipeline.execute(*args, **kwargs)
+        finally:
+            if self._flush:
+                self._near.invalidate_all()
+            else:
+                self._near.invalidate(self._written)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipeline, name)
+
+
+class NearCacheClient:
+    """A Redis-API client with a coherent in-process cache in front of ``GET``/``MGET``.
+
+    :param client: a redis-py or valkey-py client on a single server (not a cluster).
+    :param max_entries: the LRU's size limit, in keys.
+    :param prefix: only keys under this prefix are tracked and cached locally
+        (``None``: every key).
+    :param max_value_bytes: larger values are not kept locally.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        prefix: str | None = None,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError(f"near_cache_size must be >= 1, got {max_entries}")
+        self._client = client
+        self.max_entries = max_entries
+        self.max_value_bytes = max_value_bytes
+        self._prefix = prefix.encode() if prefix else None
+        self._entries: OrderedDict[Any, tuple[bytes | None, float]] = OrderedDict()
+        self._pending: dict[Any, object] = {}
+        self._lock = threading.Lock()
+        self._ready = False
+        self._epoch = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self.invalidations = 0
+        """Invalidation messages received (for tests and monitoring)."""
+        self.resets = 0
+        """How often every entry was dropped because the tracking connections failed."""
+
+    # -- client API --------------------------------------------------------------------
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        """Run a command, answering ``GET``/``MGET`` locally where the value is known."""
+        command = args[0]
+        if command == "GET" and self._usable():
+            return self._get(args[1])
+        if command == "MGET" and self._usable():
+            return self._mget(args[1:])
+        if command in _WRITE_COMMANDS:
+            keys = args[1:] if command in ("UNLINK", "DEL") else args[1:2]
+            try:
+                return self._client.execute_command(*args, **options)
+            finally:
+                self.invalidate(keys)
+        if command in _FLUSH_COMMANDS:
+            try:
+                return self._client.execute_command(*args, **options)
+            finally:
+                self.invalidate_all()
+        return self._client.execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True) -> _Pipeline:
+        """A pipeline of the wrapped client that keeps the local cache coherent."""
+        return _Pipeline(self, self._client.pipeline(transaction=transaction))
+
+    def close(self) -> None:
+        """Stop the invalidation thread, drop local entries, close the client."""
+        self._stop.set()
+        self.invalidate_all()
+        self._client.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # -- the local cache ---------------------------------------------------------------
+
+    def _usable(self) -> bool:
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self._thread is None:
+            self._start()
+        return self._ready
+
+    def _get(self, key: Any) -> Any:
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] > time.monotonic():
+            # KeyError: invalidated meanwhile; the value was still current when read.
+            with contextlib.suppress(KeyError):
+                self._entries.move_to_end(key)
+            return entry[0]
+        return self._fetch([key])[0]
+
+    def _mget(self, keys: tuple[Any, ...]) -> list[Any]:
+        now = time.monotonic()
+        values: list[Any] = []
+        missing: list[Any] = []
+        for key in keys:
+            entry = self._entries.get(key)
+            if entry is not None and entry[1] > now:
+                values.append(entry[0])
+            else:
+                values.append(None)
+                missing.append(key)
+        if missing:
+            fetched = dict(zip(missing, self._fetch(missing), strict=True))
+            values = [fetched.get(key, value) for key, value in zip(keys, values, strict=True)]
+        return values
+
+    def _fetch(self, keys: list[Any]) -> list[Any]:
+        token = object()
+        with self._lock:
+            epoch = self._epoch
+            for key in keys:
+                self._pending[key] = token
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.execute_command("MGET", *keys)
+            for key in keys:
+                pipe.execute_command("PTTL", key)
+            values, *ttls = pipe.execute()
+        except BaseException:
+            with self._lock:
+                for key in keys:
+                    if self._pending.get(key) is token:
+                        del self._pending[key]
+            raise
+        now = time.monotonic()
+        with self._lock:
+            for key, value, ttl in zip(keys, values, ttls, strict=True):
+                if self._pending.get(key) is not token:
+                    continue  # invalidated while in flight: the value may be stale already
+                del self._pending[key]
+                if epoch != self._epoch or not self._ready or not self._tracked(key):
+                    continue
+                if value is not None and len(value) > self.max_value_bytes:
+                    continue
+                millis = int(ttl)
+                if millis == 0:
+                    continue  # expiring this very millisecond
+                # -1: no expiry; -2: no such key (its creation will be announced).
+                deadline = now + millis / 1000 if millis > 0 else float("inf")
+                self._entries[key] = (value, deadline)
+                self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return list(values)
+
+    def _tracked(self, key: Any) -> bool:
+        if self._prefix is None:
+            return True
+        raw = key.encode() if isinstance(key, str) else key
+        return bool(raw.startswith(self._prefix))
+
+    def invalidate(self, keys: Iterable[Any]) -> None:
+        """Forget ``keys`` locally (str or bytes, as sent)."""
+        with self._lock:
+            for key in keys:
+                for variant in _variants(key):
+                    self._entries.pop(variant, None)
+                    self._pending.pop(variant, None)
+
+    def invalidate_all(self) -> None:
+        """Forget every local entry, and values in flight."""
+        with self._lock:
+            self._epoch += 1
+            self._entries.clear()
+            self._pending.clear()
+
+    # -- the invalidation thread -------------------------------------------------------
+
+    def _after_fork(self) -> None:
+        # The parent's thread and connections do not exist here: start afresh.
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._ready = False
+        self._thread = None
+        self._stop = threading.Event()
+        self.invalidate_all()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="cachecore-near-cache", daemon=True
+            )
+        self._thread.start()
+
+    def _connection(self) -> Any:
+        pool = self._client.connection_pool
+        # RESP2 keeps invalidations as plain pub/sub messages; the listener must wait
+        # without a socket timeout of its own (can_read bounds each wait).
+        kwargs = {**pool.connection_kwargs, "protocol": 2}
+        connection = pool.connection_class(**kwargs)
+        connection.connect()
+        return connection
+
+    def _run(self) -> None:
+        delay = 0.05
+        while not self._stop.is_set():
+            listener = owner = None
+            try:
+                listener = self._connection()
+                listener.send_command("CLIENT", "ID")
+                client_id = int(listener.read_response())
+                listener.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
+                listener.read_response()
+                owner = self._connection()
+                prefix = ["PREFIX", self._prefix] if self._prefix else []
+                owner.send_command(
+                    "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", *prefix
+                )
+                owner.read_response()
+                self.invalidate_all()
+                self._ready = True
+                delay = 0.05
+                self._listen(listener, owner)
+            except Exception as exc:
+                if not self._stop.is_set():
+                    log.warning(
+                        "cachecore: near cache invalidation connection failed (%s: %s); "
+                        "local entries dropped, reconnecting",
+                        type(exc).__name__,
+                        exc,
+                    )
+            finally:
+                was_ready, self._ready = self._ready, False
+                self.invalidate_all()
+                if was_ready:
+                    self.resets += 1
+                for connection in (listener, owner):
+                    if connection is not None:
+                        connection.disconnect()
+            self._stop.wait(delay)
+            delay = min(delay * 2, 1.0)
+
+    def _listen(self, listener: Any, owner: Any) -> None:
+        while not self._stop.is_set():
+            if not listener.can_read(timeout=HEALTH_CHECK_SECONDS):
+                owner.send_command("PING")
+                owner.read_response()
+                continue
+            message = listener.read_response()
+            if not isinstance(message, list) or len(message) < 3 or message[0] != b"message":
+                continue
+            self.invalidations += 1
+            keys = message[2]
+            if keys is None:
+                self.invalidate_all()
+            else:
+                self.invalidate(keys if isinstance(keys, list) else [keys])
+
+
+def _variants(key: Any) -> tuple[Any, ...]:
+    # Commands carry str keys; invalidation messages carry bytes: drop both spellings.
+    if isinstance(key, bytes):
+        try:
+            return (key, key.decode())
+        except UnicodeDecodeError:
+            return (key,)
+    return (key, key.encode())
