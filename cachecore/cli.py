@@ -37,6 +37,7 @@ from cachecore.errors import (
 )
 from cachecore.redis_base import BaseRedisCache, client_errors, glob_escape
 from cachecore.server_info import describe_server, parse_info
+from cachecore.topology import describe_topology, is_cluster_client, node_client
 
 __all__ = ["main"]
 
@@ -334,15 +335,37 @@ def _server_and_memory(client: Any) -> tuple[str, str]:
     return server, str(memory) if memory is not None else "n/a"
 
 
+def _nodes_table(nodes: list[dict[str, Any]]) -> list[str]:
+    rows = [["ADDRESS", "ROLE", "SLOTS", "KEYS"]]
+    for node in nodes:
+        slots = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in node["slots"]) or "-"
+        keys = str(node["keys"]) if node["reachable"] else f"unreachable ({node['error']})"
+        rows.append([node["address"], node["role"], slots, keys])
+    return _table(rows)
+
+
 def cmd_info(ctx: _Context) -> int:
-    """``cachecore info [URL]``: which server, where, how many keys, how much memory."""
+    """``cachecore info [URL]``: which server, where, how many keys, how much memory;
+    for a cluster or Sentinel deployment also every node with its role, slots and keys."""
     _single_url(ctx, ctx.args.url)
     with _open(ctx) as cache:
         prefix = _prefix_of(cache)
         client = cache._write_client
+        nodes: list[dict[str, Any]] = []
         try:
-            server, memory = _server_and_memory(client)
-            keys, how = _count_keys(client, prefix)
+            if is_cluster_client(client):
+                nodes = describe_topology(cache)
+                primary = node_client(client, client.get_primaries()[0])
+                server, memory = _server_and_memory(primary)
+                primaries = [n for n in nodes if n["role"] == "primary"]
+                keys = sum(n["keys"] or 0 for n in primaries)
+                how = f"on {len(primaries)} primaries (SCAN on each)"
+                memory += " (first primary)"
+            else:
+                server, memory = _server_and_memory(client)
+                keys, how = _count_keys(client, prefix)
+                if getattr(client.connection_pool, "sentinel_manager", None) is not None:
+                    nodes = describe_topology(cache)
         except client_errors() as exc:
             raise BackendError(f"info failed on {cache!r}: {type(exc).__name__}: {exc}") from exc
     rows = [
@@ -355,6 +378,10 @@ def cmd_info(ctx: _Context) -> int:
     ]
     for line in _table(rows):
         print(line, file=ctx.out)
+    if nodes:
+        print("nodes:", file=ctx.out)
+        for line in _nodes_table(nodes):
+            print("  " + line, file=ctx.out)
     return EXIT_OK
 
 

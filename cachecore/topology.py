@@ -361,6 +361,53 @@ def _node_entry(
     return entry
 
 
+def _cluster_replicas(cluster: Any, primaries: list[Any]) -> list[str]:
+    """``host:port`` of every replica that CLUSTER NODES of a reachable primary lists."""
+    from cachecore.redis_base import client_errors
+
+    for node in primaries:
+        try:
+            reply = node_client(cluster, node).execute_command("CLUSTER NODES")
+        except client_errors():
+            continue
+        if isinstance(reply, dict):  # parsed by the client: {"host:port": {"flags": ...}}
+            return sorted(
+                address
+                for address, fields in reply.items()
+                if "slave" in str(fields.get("flags", ""))
+                or "replica" in str(fields.get("flags", ""))
+            )
+        text = reply.decode() if isinstance(reply, bytes) else str(reply)
+        replicas = []
+        for line in text.splitlines():
+            fields = line.split()
+            if len(fields) > 2 and ("slave" in fields[2] or "replica" in fields[2]):
+                replicas.append(fields[1].partition("@")[0])
+        return sorted(replicas)
+    return []
+
+
+_NODE_OPTIONS = (
+    "username",
+    "password",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "ssl_keyfile",
+    "ssl_certfile",
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+)
+
+
+def _standalone_like(template: Any, host: str, port: int) -> Any:
+    """A standalone client of ``template``'s class and credentials for another node."""
+    kwargs = template.connection_pool.connection_kwargs
+    options = {k: kwargs[k] for k in _NODE_OPTIONS if k in kwargs}
+    if "ssl_ca_certs" in options or "ssl_certfile" in options:
+        options["ssl"] = True
+    return type(template)(host=host, port=port, **options)
+
+
 def describe_topology(cache: BaseRedisCache) -> list[dict[str, Any]]:
     """The nodes behind ``cache``, for ``cachecore info``: one dict per node with
     ``address`` (``host:port``), ``role`` (``primary``, ``replica`` or ``standalone``),
@@ -380,19 +427,29 @@ def describe_topology(cache: BaseRedisCache) -> list[dict[str, Any]]:
         for slot, holders in client.nodes_manager.slots_cache.items():
             if holders:
                 slots_by_node.setdefault(holders[0].name, []).append(slot)
-        entries = []
-        nodes = client.get_nodes()
-        for node in sorted(nodes, key=lambda n: (n.server_type != "primary", n.name)):
-            primary = node.server_type == "primary"
-            entries.append(
-                _node_entry(
-                    node_client(client, node),
-                    node.name,
-                    "primary" if primary else "replica",
-                    _ranges(slots_by_node.get(node.name, [])) if primary else [],
-                    pattern,
-                )
+        primaries = sorted(client.get_primaries(), key=lambda n: n.name)
+        entries = [
+            _node_entry(
+                node_client(client, node),
+                node.name,
+                "primary",
+                _ranges(slots_by_node.get(node.name, [])),
+                pattern,
             )
+            for node in primaries
+        ]
+        # Replicas come from CLUSTER NODES: the slot map may omit them (Redis 7.0 leaves
+        # replicas out of CLUSTER SLOTS).
+        known = {node.name for node in primaries}
+        for address in _cluster_replicas(client, primaries):
+            if address in known:
+                continue
+            host, _, port = address.rpartition(":")
+            replica = _standalone_like(node_client(client, primaries[0]), host, int(port))
+            try:
+                entries.append(_node_entry(replica, address, "replica", [], pattern))
+            finally:
+                replica.close()
         return entries
     pool = client.connection_pool
     manager = getattr(pool, "sentinel_manager", None)

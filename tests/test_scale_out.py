@@ -449,3 +449,38 @@ def _report_measurements() -> Iterator[None]:
     if _MEASUREMENTS:
         lines = [f"  {name}: {seconds:.2f} s" for name, seconds in sorted(_MEASUREMENTS.items())]
         print("\nfailover unavailability windows:\n" + "\n".join(lines))
+
+
+# -- cachecore info ------------------------------------------------------------------------
+
+
+def test_cli_info_shows_the_cluster_topology(
+    cluster: ClusterProcess, deployment: tuple[ServerBinary, str], capsys: Any
+) -> None:
+    from cachecore.cli import main
+
+    url = cluster.url(f"{deployment[1]}+cluster")
+    cachecore.from_url(url, key_prefix="topo:").set_many({f"k{i}": i for i in range(300)})
+    assert main(["--option", "key_prefix=topo:", "info", url]) == 0
+    out = capsys.readouterr().out
+    assert "300 on 3 primaries" in out
+    node_lines = [line for line in out.splitlines() if line.startswith("  127.0.0.1:")]
+    assert sum(" primary " in line for line in node_lines) == 3
+    assert sum(" replica " in line for line in node_lines) == 3
+    assert "0-" in out and "-16383" in out
+
+
+def test_cli_info_shows_the_sentinel_topology(
+    sentinel: SentinelSetup, deployment: tuple[ServerBinary, str], capsys: Any
+) -> None:
+    from cachecore.cli import main
+
+    url = sentinel.url(f"{deployment[1]}+sentinel")
+    cachecore.from_url(url, key_prefix="topo:").set_many({"a": 1, "b": 2})
+    sentinel.wait_for_replication()
+    assert main(["--option", "key_prefix=topo:", "info", url]) == 0
+    out = capsys.readouterr().out
+    assert "keys:" in out and "2 under the prefix" in out
+    node_lines = [line for line in out.splitlines() if line.startswith("  127.0.0.1:")]
+    assert [line.split()[1] for line in node_lines] == ["primary", "replica"]
+    assert all(line.split()[-1] == "2" for line in node_lines)
