@@ -139,6 +139,16 @@ def from_url(url: str, **options: Any) -> BaseRedisCache:
             f"near_cache needs a single Redis/Valkey/KeyDB server; {scheme}:// is not supported"
         )
     client = plugins.create_client(backend, bare_url, client_options, reg)
+    if cache_options.get("circuit_breaker") or any(
+        name.startswith("circuit_breaker_") for name in cache_options
+    ):
+        from cachecore.circuit_breaker import CircuitBreakerClient
+
+        client = CircuitBreakerClient(
+            client,
+            threshold=cache_options.get("circuit_breaker_threshold", 5),
+            reset_timeout=cache_options.get("circuit_breaker_reset", 5.0),
+        )
     if near_cache:
         client = _near_cache_client(client, cache_options)
     cache_class = backend.cache_class or BaseRedisCache

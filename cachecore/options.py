@@ -42,6 +42,9 @@ CACHE_OPTIONS: dict[str, Callable[[str], Any]] = {
     "compression_level": int,
     "near_cache": parse_bool,
     "near_cache_size": int,
+    "circuit_breaker": parse_bool,
+    "circuit_breaker_threshold": int,
+    "circuit_breaker_reset": float,
 }
 """Options the cache itself takes; everything else goes to the backend's client."""
 
