@@ -31,8 +31,6 @@ from types import TracebackType
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from cachecore.testing.servers import ServerBinary, ServerProcess, free_port
 
@@ -195,7 +193,7 @@ class ClusterProcess:
         self._started = True
 
     def _form(self, deadline: float) -> None:
-        clients = [self._client(node) for node in self.nodes]
+        clients = [node.admin_client() for node in self.nodes]
         try:
             for node, client in zip(self.nodes, clients, strict=True):
                 self.node_ids[node.port] = str(client.execute_command("CLUSTER", "MYID"))
@@ -248,7 +246,7 @@ class ClusterProcess:
         views: set[tuple[tuple[int, bool, tuple[tuple[int, int], ...]], ...]] = set()
         for node in self.running():
             try:
-                with self._client(node) as client:
+                with node.admin_client() as client:
                     info = str(client.execute_command("CLUSTER", "INFO"))
                     if "cluster_state:ok" not in info:
                         return False
@@ -297,15 +295,6 @@ class ClusterProcess:
 
     # ---------------------------------------------------------------- topology
 
-    @staticmethod
-    def _client(node: ServerProcess) -> Any:  # redis-py's execute_command is untyped
-        return node.client(
-            decode_responses=True,
-            socket_connect_timeout=0.5,
-            socket_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),
-        )
-
     def running(self) -> list[ServerProcess]:
         """The nodes whose process is alive."""
         return [node for node in self.nodes if node.pid is not None]
@@ -314,7 +303,7 @@ class ClusterProcess:
         """``CLUSTER NODES`` as seen by ``node`` (default: the first running node)."""
         if node is None:
             node = self.running()[0]
-        with self._client(node) as client:
+        with node.admin_client() as client:
             return _parse_cluster_nodes(str(client.execute_command("CLUSTER", "NODES")))
 
     def _by_port(self) -> dict[int, ServerProcess]:
@@ -370,13 +359,13 @@ class ClusterProcess:
     def flush(self) -> None:
         """``FLUSHALL`` on every primary (per-test isolation)."""
         for node in self.primaries():
-            with self._client(node) as client:
+            with node.admin_client() as client:
                 client.execute_command("FLUSHALL")
 
     def wait_for_replication(self, timeout_ms: int = 2000) -> None:
         """``WAIT`` on every primary until its replicas acknowledged all writes so far."""
         for node in self.primaries():
-            with self._client(node) as client:
+            with node.admin_client() as client:
                 client.execute_command("WAIT", self.replicas_per_primary, timeout_ms)
 
     # ---------------------------------------------------------------- faults

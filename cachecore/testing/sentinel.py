@@ -23,8 +23,6 @@ from types import TracebackType
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from cachecore.testing.servers import ServerBinary, ServerProcess
 
@@ -144,7 +142,7 @@ class SentinelSetup:
         for replica in self.servers:
             if replica is self._first_primary:
                 continue
-            with self._client(replica) as client:
+            with replica.admin_client() as client:
                 if client.info("replication").get("master_link_status") != "up":
                     return False
         return True
@@ -157,7 +155,7 @@ class SentinelSetup:
         addresses = set()
         for sentinel in sentinels:
             try:
-                with self._client(sentinel) as client:
+                with sentinel.admin_client() as client:
                     state = client.sentinel_master(self.service_name)
                     addresses.add((state["ip"], int(state["port"])))
                     flags = str(state.get("flags", ""))
@@ -205,21 +203,12 @@ class SentinelSetup:
 
     # ---------------------------------------------------------------- topology
 
-    @staticmethod
-    def _client(process: ServerProcess) -> Any:  # redis-py's execute_command is untyped
-        return process.client(
-            decode_responses=True,
-            socket_connect_timeout=0.5,
-            socket_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),
-        )
-
     def primary_address(self) -> tuple[str, int]:
         """The primary's address according to the first running sentinel."""
         for sentinel in self.sentinels:
             if sentinel.pid is None:
                 continue
-            with self._client(sentinel) as client:
+            with sentinel.admin_client() as client:
                 host, port = client.sentinel_get_master_addr_by_name(self.service_name)
             return str(host), int(port)
         raise RuntimeError(f"{self!r}: no sentinel is running")
@@ -244,12 +233,12 @@ class SentinelSetup:
 
     def flush(self) -> None:
         """``FLUSHALL`` on the primary (per-test isolation)."""
-        with self._client(self.primary()) as client:
+        with self.primary().admin_client() as client:
             client.execute_command("FLUSHALL")
 
     def wait_for_replication(self, timeout_ms: int = 2000) -> int:
         """``WAIT`` on the primary for every running replica; returns how many acknowledged."""
-        with self._client(self.primary()) as client:
+        with self.primary().admin_client() as client:
             return int(client.execute_command("WAIT", len(self.replicas()), timeout_ms))
 
     # ---------------------------------------------------------------- faults
@@ -275,7 +264,7 @@ class SentinelSetup:
                 if sentinel.pid is None:
                     continue
                 try:
-                    with self._client(sentinel) as client:
+                    with sentinel.admin_client() as client:
                         _, port = client.sentinel_get_master_addr_by_name(self.service_name)
                 except (redis.ConnectionError, redis.TimeoutError):
                     return False
@@ -285,7 +274,7 @@ class SentinelSetup:
             new = next(s for s in self.servers if s.port in ports)
             if new.pid is None:
                 return False
-            with self._client(new) as client:
+            with new.admin_client() as client:
                 role: str = client.info("replication").get("role")
                 return role == "master"
 
@@ -299,7 +288,7 @@ class SentinelSetup:
         deadline = time.monotonic() + timeout
 
         def following() -> bool:
-            with self._client(server) as client:
+            with server.admin_client() as client:
                 info: dict[str, Any] = client.info("replication")
             return info.get("role") == "slave" and info.get("master_link_status") == "up"
 

@@ -828,6 +828,16 @@ class ServerProcess:
         """
         return redis.Redis(**(self._connection_kwargs() | overrides))
 
+    def admin_client(self) -> Any:  # Any: redis-py's execute_command is untyped
+        """A client for set-up and checks: str replies, short timeouts, no retries (a
+        failure is an answer to a check, not something to wait out)."""
+        return self.client(
+            decode_responses=True,
+            socket_connect_timeout=0.5,
+            socket_timeout=2.0,
+            retry=Retry(NoBackoff(), 0),
+        )
+
     def info(self) -> dict[str, str]:
         """The ``INFO server`` section as text fields, e.g. ``{"redis_version": "7.0.15", ...}``.
 
