@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.clear import LATENCY_GOAL_MS, SPEED_GOAL, ClearResult
+from benchmarks.cluster import CLUSTER_WORKLOADS, TAG_SUFFIX, TAGGED_WORKLOADS, ClusterOutcome
+from benchmarks.near import HOT_KEYS, LAG_GAP, NEAR_WORKLOADS, LagResult, NearResult
 
 CACHELIB_EQUAL = 0.99
 """A ratio to cachelib of at least this counts as "equal": 1% is below this machine's
@@ -156,3 +159,137 @@ def clear_json(result: ClearResult) -> dict[str, Any]:
 def json_line(meta: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
     """Everything on one line, for scripts: ``python -m benchmarks | tail -1``."""
     return json.dumps({**meta, "rows": list(rows)}, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------- near cache
+
+
+def near_table(
+    plugin: str, results: Sequence[NearResult], lags: Sequence[LagResult], writes: int
+) -> list[str]:
+    """The near-cache rows of one plugin, then its invalidation lag."""
+    lines = [
+        f"  near cache: cachecore-{plugin} with near_cache=true vs plain cachecore-{plugin} "
+        f"vs raw (ops/s; {HOT_KEYS} hot keys, read before: every near call is a local hit)",
+        f"  {'workload':<16}{'near':>11}{'plain':>11}{'raw':>11}"
+        f"{'vs raw':>9}{'±':>6}{'vs plain':>10}{'goal':>8}  status",
+    ]
+    for r in results:
+        if r.plugin != plugin:
+            continue
+        lines.append(
+            f"  {r.workload:<16}{r.near:>11,.0f}{r.plain:>11,.0f}{r.raw:>11,.0f}"
+            f"{_fmt_ratio(r.vs_raw):>9}{r.vs_raw_spread:>6.2f}{_fmt_ratio(r.vs_plain):>10}"
+            f"{r.goal_text():>8}  {'met' if r.met else 'NOT met (raw)'}"
+        )
+    mine = [lag for lag in lags if lag.plugin == plugin]
+    if not mine:
+        return lines
+    lines.append(
+        f"  invalidation lag, ms ({writes} writes each): from the write's reply until the near "
+        "cache's get() returns the new value"
+    )
+    states = sorted({lag.pinned for lag in mine}, reverse=True)
+    header = f"  {'writer':<44}"
+    for pinned in states:
+        header += f"{'pinned:' if pinned else 'unpinned:':>10}{'median':>8}{'p90':>7}{'max':>7}"
+    lines.append(header)
+    labels = {
+        "this-thread": "this thread: plain set(), then get() polls",
+        "other-process": "other process: raw SET; get() nonstop here",
+    }
+    for writer in ("this-thread", "other-process"):
+        line = f"  {labels[writer]:<44}"
+        for pinned in states:
+            lag = next((x for x in mine if x.writer == writer and x.pinned == pinned), None)
+            if lag is None or not lag.lags:
+                line += f"{'':>10}{'-':>8}{'-':>7}{'-':>7}"
+                continue
+            missing = lag.expected - len(lag.lags)
+            line += (
+                f"{'':>10}{lag.median_ms:>8.2f}{lag.ms(0.9):>7.2f}{1000 * max(lag.lags):>7.2f}"
+                + (f" ({missing} unseen)" if missing else "")
+            )
+        lines.append(line)
+    return lines
+
+
+def near_definitions() -> list[str]:
+    lines = ["near-cache rows (near = cachecore.from_url(..., near_cache=true), its own client):"]
+    for w in NEAR_WORKLOADS:
+        lines.append(f"  {w.name:<16} near/plain: {w.cache_op}")
+        lines.append(f"  {'':<16} raw: {w.raw_op}")
+    lines += [
+        "  goals: get[near] >= 10x raw (hot reads from process memory); get_many[near] "
+        "ahead of raw (> 1.00x); set[near]: info (the price of tracking)",
+        "  lag, writer in this thread: a plain cachecore cache (its own connection) sets key k, "
+        "then this thread calls near.get(k) until it returns the new value; the near cache's "
+        "thread can handle the invalidation while this one waits for the write's reply",
+        f"  lag, writer in another process: redis-py/valkey-py SETs k every ~{LAG_GAP * 1000:g} "
+        "ms while this thread calls near.get(k) nonstop, never blocking: the near cache's "
+        "thread must win the GIL from it (sys.getswitchinterval() = "
+        f"{sys.getswitchinterval() * 1000:g} ms); both processes read CLOCK_MONOTONIC",
+        "  unpinned: the same, with this process and the server allowed on every CPU",
+    ]
+    return lines
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+def cluster_section(outcome: ClusterOutcome, clear_rounds: int) -> list[str]:
+    """The cluster-cost tables, or why the section was skipped."""
+    if outcome.skipped:
+        return [f"cluster cost: skipped: {outcome.skipped}"]
+    lines = [
+        "cluster cost: the same cachecore calls on the single server above vs a local cluster",
+        f"  cluster: {outcome.label}",
+        f"  pinning: {outcome.pinning}",
+    ]
+    lines += [f"  note: {note}" for note in outcome.notes]
+    for plugin, client in outcome.clients.items():
+        lines.append(
+            f"  plugin {plugin}: {plugin}:// vs {plugin}+cluster:// ({client}); "
+            "ratio = cluster / single"
+        )
+        lines.append(
+            f"  {'workload':<18}{'single':>12}{'cluster':>12}{'cluster/single':>16}{'±':>6}  unit"
+        )
+        for r in outcome.rows:
+            if r.plugin != plugin:
+                continue
+            lines.append(
+                f"  {r.workload:<18}{r.single:>12,.0f}{r.cluster:>12,.0f}"
+                f"{_fmt_ratio(r.ratio):>16}{r.spread:>6.2f}  {r.unit}"
+            )
+    lines.append(
+        f"  clear: {clear_rounds} rounds, median keys/s; keys written untimed by pipelined "
+        "SET EX on both"
+    )
+    return lines
+
+
+def cluster_definitions() -> list[str]:
+    names = ", ".join(CLUSTER_WORKLOADS)
+    tagged = ", ".join(name + TAG_SUFFIX for name in TAGGED_WORKLOADS)
+    return [
+        f"cluster rows: {names} are the cachecore calls of the rows above (100 keys per "
+        "*_many call, spread over ~100 hash slots: on the cluster one command per slot, "
+        "pipelined per node); single = the plugin's cache on the single server, cluster = "
+        "cachecore.from_url('<plugin>+cluster://...') on the local cluster",
+        f"  {tagged}: the same calls with a hash tag as key prefix ('...{{clu-c}}:'), so all "
+        "100 keys share one slot: one MGET / UNLINK to one node (set_many: one pipeline)",
+        "  clear: clear() of the keys under one prefix (single: pipelined SCAN + UNLINK; "
+        "cluster: the same on every primary, UNLINK per slot)",
+    ]
+
+
+def cluster_json(outcome: ClusterOutcome) -> dict[str, Any]:
+    return {
+        "skipped": outcome.skipped or None,
+        "cluster": outcome.label,
+        "pinning": outcome.pinning,
+        "clients": outcome.clients,
+        "rows": [r.as_json() for r in outcome.rows],
+        "notes": outcome.notes,
+    }

@@ -127,6 +127,16 @@ _OK_REPLIES = (True, b"OK", "OK")
 """A successful SET: ``True`` through a client's pipeline, the bare reply otherwise."""
 
 
+def has_hash_tag(prefix: str) -> bool:
+    """Whether every key under ``prefix`` hashes to one cluster slot: the prefix holds a
+    complete, non-empty hash tag (``{...}``), which then decides the slot of each key."""
+    start = prefix.find("{")
+    if start < 0:
+        return False
+    end = prefix.find("}", start + 1)
+    return end > start + 1
+
+
 def glob_escape(text: str) -> str:
     """``text`` with SCAN/KEYS glob characters escaped, to match it literally."""
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
@@ -339,7 +349,9 @@ class BaseRedisCache(BaseCache):
         try:
             if self._cluster:
                 values: list[Any] = [None] * len(full)
-                for positions, reply in self._per_slot(self._read_client, "MGET", full):
+                for positions, reply in self._per_slot(
+                    self._read_client, "MGET", full, self._prefix()
+                ):
                     for position, data in zip(positions, reply, strict=True):
                         values[position] = data
             else:
@@ -482,7 +494,7 @@ class BaseRedisCache(BaseCache):
         full = self._keys(keys)
         try:
             if self._cluster:
-                self._per_slot(self._write_client, "UNLINK", full)
+                self._per_slot(self._write_client, "UNLINK", full, self._prefix())
             else:
                 self._write_client.execute_command("UNLINK", *full)
         except self._errors as exc:
@@ -551,10 +563,14 @@ class BaseRedisCache(BaseCache):
         return deleted
 
     @staticmethod
-    def _per_slot(client: Any, command: str, keys: list[str]) -> list[tuple[list[int], Any]]:
+    def _per_slot(
+        client: Any, command: str, keys: list[str], prefix: str
+    ) -> list[tuple[list[int], Any]]:
         """Run the multi-key ``command`` on a cluster once per hash slot of ``keys``, all in
         one pipeline (the client writes each node its share, then reads the replies: about
         one round trip per node). Returns (positions in ``keys``, reply) per slot."""
+        if has_hash_tag(prefix):  # every key hashes on the prefix's tag: one slot
+            return [(list(range(len(keys))), client.execute_command(command, *keys))]
         groups: dict[int, list[int]] = {}
         for position, key in enumerate(keys):
             groups.setdefault(client.keyslot(key), []).append(position)

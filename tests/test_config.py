@@ -215,3 +215,21 @@ def test_compression_algorithms_and_levels(algorithm: str) -> None:
     assert cache.set("k", value) is True
     assert len(cache.client.get("k")) < 2000
     assert cache.get("k") == value
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("{app}:", True),
+        ("a{b}c:", True),
+        ("{}:", False),
+        ("{app:", False),
+        ("app}{x}", True),
+        ("plain:", False),
+        ("}{", False),
+    ],
+)
+def test_hash_tag_detection(prefix: str, expected: bool) -> None:
+    from cachecore.redis_base import has_hash_tag
+
+    assert has_hash_tag(prefix) is expected

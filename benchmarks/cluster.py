@@ -1,0 +1,148 @@
+"""The cluster-cost section: the same calls on the single server and on a local cluster.
+
+A throwaway cluster (:class:`cachecore.testing.cluster.ClusterProcess`: 3 primaries, one
+replica each) is started from the same server binary as the single server. For each
+plugin, cachecore runs :data:`CLUSTER_WORKLOADS` (the definitions of the main rows,
+through the cache only) on the single server (``redis://`` / ``valkey://``) and on the
+cluster (``redis+cluster://`` / ``valkey+cluster://``), interleaved like every other
+row; then the multi-key rows again with a hash tag as the key prefix (every key in one
+slot), then ``clear()`` of many prefixed keys on each. The ratio is cluster / single.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any
+
+from cachecore.bench import WORKLOADS, Workload, paired_ratio, populate
+from cachecore.testing.cluster import ClusterProcess
+from cachecore.testing.servers import ServerBinary
+
+CLUSTER_WORKLOADS: tuple[str, ...] = ("get", "set", "get_many[str]", "set_many", "delete_many")
+"""The main rows run on both (their cachecore side only)."""
+
+TAGGED_WORKLOADS: tuple[str, ...] = ("get_many[str]", "set_many", "delete_many")
+"""Rows run again with a hash tag as the key prefix: all 100 keys in one slot."""
+
+TAG_SUFFIX = "/tag"
+
+PRIMARIES = 3
+REPLICAS_PER_PRIMARY = 1
+
+
+def workloads(tagged: bool = False) -> list[Workload]:
+    """The main rows' definitions of :data:`CLUSTER_WORKLOADS` (or the tagged ones)."""
+    by_name = {w.name: w for w in WORKLOADS}
+    return [by_name[name] for name in (TAGGED_WORKLOADS if tagged else CLUSTER_WORKLOADS)]
+
+
+def start_cluster(binary: ServerBinary) -> tuple[ClusterProcess | None, str]:
+    """Start the cluster; (cluster, "") or (None, why it cannot run)."""
+    if binary.kind == "redis":
+        major, _, rest = binary.version.partition(".")
+        minor = rest.partition(".")[0]
+        if (int(major or 0), int(minor or 0)) < (6, 2):
+            return None, f"{binary.id} is older than Redis 6.2 (no ADDSLOTSRANGE/cluster tools)"
+    cluster = ClusterProcess(binary, PRIMARIES, REPLICAS_PER_PRIMARY)
+    try:
+        cluster.start()
+    except Exception as exc:  # a build without cluster support, no free ports...
+        cluster.close()
+        return None, f"{binary.id} could not form a cluster: {type(exc).__name__}: {exc}"
+    return cluster, ""
+
+
+@dataclass(frozen=True)
+class ClusterRow:
+    """One workload of one plugin: single server vs cluster."""
+
+    workload: str
+    plugin: str
+    single: float
+    cluster: float
+    ratio: float
+    spread: float
+    unit: str = "ops/s"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "plugin": self.plugin,
+            "unit": self.unit,
+            "single": round(self.single),
+            "cluster": round(self.cluster),
+            "cluster_over_single": round(self.ratio, 3),
+            "spread": round(self.spread, 3),
+        }
+
+
+@dataclass
+class ClearCell:
+    """One column of the clear row: ``cache.clear()`` of ``count`` keys that ``client``
+    wrote under ``prefix`` (the cache's key prefix)."""
+
+    plugin: str
+    where: str  # "single" or "cluster"
+    cache: Any
+    client: Any
+    prefix: str
+    seconds: list[float] = field(default_factory=list)
+    leftover: int = 0
+
+
+def _dbsize(client: Any) -> int:
+    # RedisCluster.dbsize() sums the primaries; a plain client answers for its db.
+    return int(client.dbsize())
+
+
+def measure_clear(
+    cells: Sequence[ClearCell],
+    count: int,
+    rounds: int,
+    on_cell: Callable[[str], None] | None = None,
+) -> None:
+    """Fill (pipelined SET EX, untimed) and time ``clear()`` for every cell, rotated."""
+    for number in range(rounds):
+        shift = number % len(cells)
+        for cell in [*cells[shift:], *cells[:shift]]:
+            before = _dbsize(cell.client)
+            populate(cell.client, cell.prefix, count)
+            gc.collect()
+            start = perf_counter()
+            cell.cache.clear()
+            cell.seconds.append(perf_counter() - start)
+            cell.leftover = max(cell.leftover, _dbsize(cell.client) - before)
+            if on_cell is not None:
+                on_cell(f"{cell.plugin} {cell.where}")
+
+
+def clear_row(plugin: str, cells: Sequence[ClearCell], count: int) -> ClusterRow:
+    by_where = {c.where: c for c in cells if c.plugin == plugin}
+    single = [count / s for s in by_where["single"].seconds]
+    cluster = [count / s for s in by_where["cluster"].seconds]
+    ratio, spread = paired_ratio(cluster, single)
+    return ClusterRow(
+        f"clear {count:,}",
+        plugin,
+        statistics.median(single),
+        statistics.median(cluster),
+        ratio,
+        spread,
+        "keys/s",
+    )
+
+
+@dataclass
+class ClusterOutcome:
+    """The cluster-cost section."""
+
+    label: str = ""
+    pinning: str = ""
+    clients: dict[str, str] = field(default_factory=dict)
+    rows: list[ClusterRow] = field(default_factory=list)
+    skipped: str = ""
+    notes: list[str] = field(default_factory=list)
