@@ -244,10 +244,18 @@ def _backends_table(out: TextIO) -> None:
         )
     for line in _table(rows):
         print(f"  {line}", file=out)
-    installed = {backend.distribution for backend in plugins.installed_backends(reg)}
-    missing = sorted(set(plugins.FIRST_PARTY.values()) - installed)
+    listed = {backend.distribution for backend in plugins.installed_backends(reg)}
+    unlisted = sorted(set(plugins.FIRST_PARTY.values()) - listed)
+    disabled = [name for name in unlisted if plugins.is_installed(name)]
+    missing = [name for name in unlisted if name not in disabled]
     if missing:
         print(f"  not installed: {', '.join(missing)} (pip install NAME)", file=out)
+    if disabled:
+        print(
+            f"  installed but not loaded: {', '.join(disabled)} "
+            "(disabled by CACHECORE_DISABLE_PLUGINS, or failed: see below)",
+            file=out,
+        )
     if reg.failures:
         print("Plugins that failed to load:", file=out)
         for failure in reg.failures:

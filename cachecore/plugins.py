@@ -86,6 +86,15 @@ def _version(distribution: str) -> str:
         return "unknown"
 
 
+def is_installed(distribution: str) -> bool:
+    """Whether a distribution of that name is installed (its plugin may still be unloaded)."""
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def _disabled() -> set[str]:
     raw = os.environ.get("CACHECORE_DISABLE_PLUGINS", "")
     return {part.strip() for part in raw.split(",") if part.strip()}
@@ -244,7 +253,12 @@ def find_backend(name_or_scheme: str, reg: Registry | None = None) -> Backend:
         return found
     message = [f"no installed backend handles {name_or_scheme!r}.", _installed_summary(reg)]
     distribution = FIRST_PARTY.get(name_or_scheme)
-    if distribution is not None:
+    if distribution is not None and is_installed(distribution):
+        message.append(
+            f"{distribution} is installed but its plugin is not loaded: "
+            "check CACHECORE_DISABLE_PLUGINS and any failure noted below"
+        )
+    elif distribution is not None:
         message.append(f"To use {name_or_scheme!r}: pip install {distribution}")
     broken = [f for f in reg.failures if distribution is None or distribution == f.distribution]
     for failure in broken or reg.failures:

@@ -349,16 +349,18 @@ def test_unknown_scheme_exits_2_without_a_pip_hint(capsys: pytest.CaptureFixture
     assert out == ""
 
 
-def test_missing_first_party_backend_names_its_distribution(
+def test_disabled_first_party_backend_is_named_as_installed_not_loaded(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CACHECORE_DISABLE_PLUGINS", "keydb")
     plugins.reset()
     code, _, err = run(capsys, "ping", "keydb://localhost:1/0")
     assert code == 2
-    assert "pip install cachecore-keydb" in err
+    assert "cachecore-keydb is installed but its plugin is not loaded" in err
     code, out, _ = run(capsys, "backends")
-    assert "not installed: cachecore-keydb" in out
+    assert "installed but not loaded: cachecore-keydb" in out
+    hints = [line.strip() for line in out.splitlines() if "cachecore-keydb" in line]
+    assert not any(line.startswith("not installed:") for line in hints)
 
 
 def test_configuration_errors_exit_2(capsys: pytest.CaptureFixture[str], mem_url: str) -> None:

@@ -97,10 +97,10 @@ def test_unknown_scheme_lists_installed_and_names_distribution() -> None:
     assert isinstance(info.value, ValueError)
 
 
-def test_unknown_first_party_scheme_names_the_distribution(monkeypatch: Any) -> None:
+def test_disabled_first_party_scheme_says_installed_but_not_loaded(monkeypatch: Any) -> None:
     monkeypatch.setenv("CACHECORE_DISABLE_PLUGINS", "valkey")
     plugins.reset()
-    with pytest.raises(UnknownBackendError, match="pip install cachecore-valkey"):
+    with pytest.raises(UnknownBackendError, match="cachecore-valkey is installed but its plugin"):
         cachecore.from_url("valkey://localhost:6379/0")
     assert "valkey" not in [b.name for b in cachecore.backends()]
 
