@@ -20,12 +20,11 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
-from cachecore.bench import VALUE_TIMEOUT, Runner, Workload, str_value
+from cachecore.bench import VALUE_TIMEOUT, Runner, Workload, fill_raw, key_names, str_value
 
 HOT_KEYS = 100
 """Keys of the hot set every near row reads (all of them local hits after warm-up)."""
@@ -46,17 +45,6 @@ STRICT = frozenset({"get_many[near]"})
 """Rows whose goal is "ahead of raw": the ratio must exceed the goal, not just reach it."""
 
 
-def _hot_keys(tag: str) -> list[str]:
-    return [f"{tag}:{i}" for i in range(HOT_KEYS)]
-
-
-def _fill_text(client: Any, items: Mapping[str, str]) -> None:
-    pipe = client.pipeline(transaction=False)
-    for key, value in items.items():
-        pipe.set(key, value, ex=VALUE_TIMEOUT)
-    pipe.execute()
-
-
 def _warm(cache: Any, keys: list[str]) -> None:
     """Store the hot values and read each twice (the second read is a local hit)."""
     cache.set_many({k: str_value(i) for i, k in enumerate(keys)})
@@ -67,7 +55,7 @@ def _warm(cache: Any, keys: list[str]) -> None:
 
 
 def _cache_hot_get(cache: Any, client: Any, prefix: str) -> Runner:
-    keys = _hot_keys("nget")
+    keys = key_names("nget", HOT_KEYS)
     _warm(cache, keys)
     cycle = (keys * (CYCLE // HOT_KEYS + 1))[:CYCLE]
     get = cache.get
@@ -83,8 +71,8 @@ def _cache_hot_get(cache: Any, client: Any, prefix: str) -> Runner:
 
 
 def _raw_hot_get(client: Any, prefix: str) -> Runner:
-    keys = [prefix + k for k in _hot_keys("nget")]
-    _fill_text(client, {k: str_value(i) for i, k in enumerate(keys)})
+    keys = [prefix + k for k in key_names("nget", HOT_KEYS)]
+    fill_raw(client, {k: str_value(i) for i, k in enumerate(keys)})
     cycle = (keys * (CYCLE // HOT_KEYS + 1))[:CYCLE]
     get = client.get
 
@@ -101,7 +89,7 @@ def _raw_hot_get(client: Any, prefix: str) -> Runner:
 
 
 def _cache_hot_get_many(cache: Any, client: Any, prefix: str) -> Runner:
-    keys = _hot_keys("ngm")
+    keys = key_names("ngm", HOT_KEYS)
     _warm(cache, keys)
     if cache.get_many(*keys)[-1] != str_value(HOT_KEYS - 1):
         raise RuntimeError("near-cache setup: get_many returned a wrong value")
@@ -117,8 +105,8 @@ def _cache_hot_get_many(cache: Any, client: Any, prefix: str) -> Runner:
 
 
 def _raw_hot_mget(client: Any, prefix: str) -> Runner:
-    keys = [prefix + k for k in _hot_keys("ngm")]
-    _fill_text(client, {k: str_value(i) for i, k in enumerate(keys)})
+    keys = [prefix + k for k in key_names("ngm", HOT_KEYS)]
+    fill_raw(client, {k: str_value(i) for i, k in enumerate(keys)})
     mget = client.mget
 
     def run(n: int) -> float:
@@ -131,7 +119,7 @@ def _raw_hot_mget(client: Any, prefix: str) -> Runner:
 
 
 def _cache_hot_set(cache: Any, client: Any, prefix: str) -> Runner:
-    keys = _hot_keys("nset")
+    keys = key_names("nset", HOT_KEYS)
     _warm(cache, keys)
     cycle = (keys * (CYCLE // HOT_KEYS + 1))[:CYCLE]
     value = str_value(0)
@@ -148,7 +136,7 @@ def _cache_hot_set(cache: Any, client: Any, prefix: str) -> Runner:
 
 
 def _raw_hot_set(client: Any, prefix: str) -> Runner:
-    keys = [prefix + k for k in _hot_keys("nset")]
+    keys = [prefix + k for k in key_names("nset", HOT_KEYS)]
     cycle = (keys * (CYCLE // HOT_KEYS + 1))[:CYCLE]
     value = str_value(0)
     set_ = client.set

@@ -100,12 +100,14 @@ def dict_value(i: int) -> dict[str, Any]:
     }
 
 
-def _keys(tag: str, count: int) -> list[str]:
+def key_names(tag: str, count: int) -> list[str]:
+    """``count`` key names ``tag:0``, ``tag:1``... (before any prefix)."""
     return [f"{tag}:{i}" for i in range(count)]
 
 
-def _fill(client: Any, items: Mapping[str, Any]) -> None:
-    """Untimed setup: SET EX every item through one non-transactional pipeline."""
+def fill_raw(client: Any, items: Mapping[str, Any]) -> None:
+    """Untimed setup: SET EX every item through one non-transactional pipeline of the raw
+    ``client`` (values stored as given, e.g. plain text for the raw columns)."""
     pipe = client.pipeline(transaction=False)
     for key, value in items.items():
         pipe.set(key, value, ex=VALUE_TIMEOUT)
@@ -126,7 +128,7 @@ def _check(ok: bool, what: str) -> None:
 
 
 def _cache_get(cache: Any, client: Any, prefix: str) -> Runner:
-    keys = _keys("get", SINGLE_KEYS)
+    keys = key_names("get", SINGLE_KEYS)
     cache.set_many({k: str_value(i) for i, k in enumerate(keys)})
     _check(cache.get(keys[1]) == str_value(1), "cache get after set_many")
     get = cache.get
@@ -142,8 +144,8 @@ def _cache_get(cache: Any, client: Any, prefix: str) -> Runner:
 
 
 def _raw_get(client: Any, prefix: str) -> Runner:
-    keys = [prefix + k for k in _keys("get", SINGLE_KEYS)]
-    _fill(client, {k: str_value(i) for i, k in enumerate(keys)})
+    keys = [prefix + k for k in key_names("get", SINGLE_KEYS)]
+    fill_raw(client, {k: str_value(i) for i, k in enumerate(keys)})
     get = client.get
 
     def run(n: int) -> float:
@@ -159,7 +161,7 @@ def _raw_get(client: Any, prefix: str) -> Runner:
 
 
 def _cache_set(cache: Any, client: Any, prefix: str) -> Runner:
-    keys = _keys("set", SINGLE_KEYS)
+    keys = key_names("set", SINGLE_KEYS)
     value = str_value(0)
     set_ = cache.set
 
@@ -174,7 +176,7 @@ def _cache_set(cache: Any, client: Any, prefix: str) -> Runner:
 
 
 def _raw_set(client: Any, prefix: str) -> Runner:
-    keys = [prefix + k for k in _keys("set", SINGLE_KEYS)]
+    keys = [prefix + k for k in key_names("set", SINGLE_KEYS)]
     value = str_value(0)
     set_ = client.set
 
@@ -189,7 +191,7 @@ def _raw_set(client: Any, prefix: str) -> Runner:
 
 
 def _cache_has(cache: Any, client: Any, prefix: str) -> Runner:
-    keys = _keys("has", SINGLE_KEYS)
+    keys = key_names("has", SINGLE_KEYS)
     cache.set_many({k: str_value(i) for i, k in enumerate(keys)})
     _check(cache.has(keys[1]), "cache has after set_many")
     has = cache.has
@@ -205,8 +207,8 @@ def _cache_has(cache: Any, client: Any, prefix: str) -> Runner:
 
 
 def _raw_has(client: Any, prefix: str) -> Runner:
-    keys = [prefix + k for k in _keys("has", SINGLE_KEYS)]
-    _fill(client, {k: str_value(i) for i, k in enumerate(keys)})
+    keys = [prefix + k for k in key_names("has", SINGLE_KEYS)]
+    fill_raw(client, {k: str_value(i) for i, k in enumerate(keys)})
     exists = client.exists
 
     def run(n: int) -> float:
@@ -221,7 +223,7 @@ def _raw_has(client: Any, prefix: str) -> Runner:
 
 def _cache_counter(tag: str) -> Callable[[Any, Any, str], Runner]:
     def build(cache: Any, client: Any, prefix: str) -> Runner:
-        keys = _keys(tag, SINGLE_KEYS)
+        keys = key_names(tag, SINGLE_KEYS)
         # Start every counter with a TTL (INCRBY keeps it), so nothing outlives the run.
         cache.set_many(dict.fromkeys(keys, 0))
         step = cache.inc if tag == "inc" else cache.dec
@@ -240,8 +242,8 @@ def _cache_counter(tag: str) -> Callable[[Any, Any, str], Runner]:
 
 def _raw_counter(tag: str) -> Callable[[Any, str], Runner]:
     def build(client: Any, prefix: str) -> Runner:
-        keys = [prefix + k for k in _keys(tag, SINGLE_KEYS)]
-        _fill(client, dict.fromkeys(keys, 0))
+        keys = [prefix + k for k in key_names(tag, SINGLE_KEYS)]
+        fill_raw(client, dict.fromkeys(keys, 0))
         step = client.incrby if tag == "inc" else client.decrby
 
         def run(n: int) -> float:
@@ -292,7 +294,7 @@ def _raw_add(client: Any, prefix: str) -> Runner:
 
 def _cache_get_many(tag: str, make: Callable[[int], Any]) -> Callable[[Any, Any, str], Runner]:
     def build(cache: Any, client: Any, prefix: str) -> Runner:
-        keys = _keys(tag, MANY_KEYS)
+        keys = key_names(tag, MANY_KEYS)
         cache.set_many({k: make(i) for i, k in enumerate(keys)})
         _check(cache.get_many(*keys)[-1] == make(MANY_KEYS - 1), "cache get_many")
         get_many = cache.get_many
@@ -309,8 +311,8 @@ def _cache_get_many(tag: str, make: Callable[[int], Any]) -> Callable[[Any, Any,
 
 
 def _raw_get_many_str(client: Any, prefix: str) -> Runner:
-    keys = [prefix + k for k in _keys("gms", MANY_KEYS)]
-    _fill(client, {k: str_value(i) for i, k in enumerate(keys)})
+    keys = [prefix + k for k in key_names("gms", MANY_KEYS)]
+    fill_raw(client, {k: str_value(i) for i, k in enumerate(keys)})
     mget = client.mget
 
     def run(n: int) -> float:
@@ -323,9 +325,9 @@ def _raw_get_many_str(client: Any, prefix: str) -> Runner:
 
 
 def _raw_get_many_str_pickled(client: Any, prefix: str) -> Runner:
-    keys = [prefix + k for k in _keys("gmp", MANY_KEYS)]
+    keys = [prefix + k for k in key_names("gmp", MANY_KEYS)]
     # The very bytes cachecore and cachelib store: b"!" + pickle.
-    _fill(client, {k: b"!" + pickle.dumps(str_value(i), -1) for i, k in enumerate(keys)})
+    fill_raw(client, {k: b"!" + pickle.dumps(str_value(i), -1) for i, k in enumerate(keys)})
     mget = client.mget
     loads = pickle.loads
 
@@ -339,8 +341,8 @@ def _raw_get_many_str_pickled(client: Any, prefix: str) -> Runner:
 
 
 def _raw_get_many_dict(client: Any, prefix: str) -> Runner:
-    keys = [prefix + k for k in _keys("gmd", MANY_KEYS)]
-    _fill(client, {k: pickle.dumps(dict_value(i), -1) for i, k in enumerate(keys)})
+    keys = [prefix + k for k in key_names("gmd", MANY_KEYS)]
+    fill_raw(client, {k: pickle.dumps(dict_value(i), -1) for i, k in enumerate(keys)})
     mget = client.mget
     loads = pickle.loads
 
@@ -354,7 +356,7 @@ def _raw_get_many_dict(client: Any, prefix: str) -> Runner:
 
 
 def _cache_set_many(cache: Any, client: Any, prefix: str) -> Runner:
-    mapping = {k: str_value(i) for i, k in enumerate(_keys("sm", MANY_KEYS))}
+    mapping = {k: str_value(i) for i, k in enumerate(key_names("sm", MANY_KEYS))}
     set_many = cache.set_many
 
     def run(n: int) -> float:
@@ -367,7 +369,7 @@ def _cache_set_many(cache: Any, client: Any, prefix: str) -> Runner:
 
 
 def _raw_set_many(client: Any, prefix: str) -> Runner:
-    items = [(prefix + k, str_value(i)) for i, k in enumerate(_keys("sm", MANY_KEYS))]
+    items = [(prefix + k, str_value(i)) for i, k in enumerate(key_names("sm", MANY_KEYS))]
     pipeline = client.pipeline
 
     def run(n: int) -> float:
@@ -383,14 +385,14 @@ def _raw_set_many(client: Any, prefix: str) -> Runner:
 
 
 def _cache_delete_many(cache: Any, client: Any, prefix: str) -> Runner:
-    keys = _keys("dm", MANY_KEYS)
+    keys = key_names("dm", MANY_KEYS)
     refill = dict.fromkeys([prefix + k for k in keys], b"x")
     delete_many = cache.delete_many
 
     def run(n: int) -> float:
         elapsed = 0.0
         for _ in range(n):
-            _fill(client, refill)  # untimed: there must be keys to delete
+            fill_raw(client, refill)  # untimed: there must be keys to delete
             start = perf_counter()
             delete_many(*keys)
             elapsed += perf_counter() - start
@@ -400,14 +402,14 @@ def _cache_delete_many(cache: Any, client: Any, prefix: str) -> Runner:
 
 
 def _raw_delete_pipeline(client: Any, prefix: str) -> Runner:
-    keys = [prefix + k for k in _keys("dm", MANY_KEYS)]
+    keys = [prefix + k for k in key_names("dm", MANY_KEYS)]
     refill = dict.fromkeys(keys, b"x")
     pipeline = client.pipeline
 
     def run(n: int) -> float:
         elapsed = 0.0
         for _ in range(n):
-            _fill(client, refill)
+            fill_raw(client, refill)
             start = perf_counter()
             pipe = pipeline(transaction=False)
             for key in keys:
@@ -420,14 +422,14 @@ def _raw_delete_pipeline(client: Any, prefix: str) -> Runner:
 
 
 def _raw_delete_del(client: Any, prefix: str) -> Runner:
-    keys = [prefix + k for k in _keys("dm", MANY_KEYS)]
+    keys = [prefix + k for k in key_names("dm", MANY_KEYS)]
     refill = dict.fromkeys(keys, b"x")
     delete = client.delete
 
     def run(n: int) -> float:
         elapsed = 0.0
         for _ in range(n):
-            _fill(client, refill)
+            fill_raw(client, refill)
             start = perf_counter()
             delete(*keys)
             elapsed += perf_counter() - start

@@ -10,7 +10,6 @@ credential redaction everywhere a message can carry it, and prefixes that overla
 from __future__ import annotations
 
 import logging
-import pickle
 import traceback
 import uuid
 import zlib
@@ -28,6 +27,7 @@ from cachecore import (
     ConfigurationError,
     UnknownBackendError,
 )
+from cachecore.testing.conformance import FORGERY_SINK, forged_pickle
 from cachecore.testing.pytest_plugin import ServerPool
 from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
 
@@ -92,30 +92,16 @@ OLD_SECRET = "previous-signing-key-012345678"
 
 # -- forged pickles -----------------------------------------------------------------------
 
-_FORGERY_SINK: list[str] = []
-
-
-def _record_forgery(message: str) -> None:
-    _FORGERY_SINK.append(message)
-
-
-class _Forgery:
-    """Records that it was unpickled: stands in for a payload that would run code."""
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_record_forgery, ("unpickled!",))
-
-
-FORGED = b"!" + pickle.dumps(_Forgery())
+FORGED = forged_pickle()
 FORGED_COMPRESSED = b"\xfez" + zlib.compress(FORGED)
 """The same forgery in cachecore's zlib framing: compression is no protection."""
 
 
 @pytest.fixture
 def forgery_sink() -> Iterator[list[str]]:
-    _FORGERY_SINK.clear()
-    yield _FORGERY_SINK
-    _FORGERY_SINK.clear()
+    FORGERY_SINK.clear()
+    yield FORGERY_SINK
+    FORGERY_SINK.clear()
 
 
 @pytest.mark.parametrize(

@@ -27,12 +27,11 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import redis
 
-from cachecore.testing.servers import ServerBinary, ServerProcess, free_port
+from cachecore.testing.servers import Deployment, ServerBinary, ServerProcess, free_port
 
 __all__ = ["SLOTS", "ClusterNodeInfo", "ClusterProcess"]
 
@@ -111,7 +110,7 @@ def _slot_ranges(primaries: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1] - 1) for i in range(primaries)]
 
 
-class ClusterProcess:
+class ClusterProcess(Deployment):
     """A Redis Cluster of ``primaries`` primaries, each with ``replicas_per_primary`` replicas.
 
     Args:
@@ -280,18 +279,6 @@ class ClusterProcess:
         for node in self.nodes:
             node.close()
         self._started = False
-
-    def __enter__(self) -> ClusterProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ---------------------------------------------------------------- topology
 

@@ -422,19 +422,19 @@ class CacheConformance:
     def test_forged_pickle_is_never_unpickled(
         self, cache_factory: CacheFactory, name: str, caplog: Any
     ) -> None:
-        forged = b"!" + pickle.dumps(_Forgery())
+        forged = forged_pickle()
         unsafe = cache_factory(key_prefix="forge:")
-        _FORGERY_SINK.clear()
+        FORGERY_SINK.clear()
         raw_set(unsafe, "k", forged)
         unsafe.get("k")
-        assert _FORGERY_SINK == ["unpickled!"], "the default pickle format should run it"
-        _FORGERY_SINK.clear()
+        assert FORGERY_SINK == ["unpickled!"], "the default pickle format should run it"
+        FORGERY_SINK.clear()
         options = {"secret_key": "s" * 32} if name == "signed" else {}
         cache = cache_factory(key_prefix="forge:", serializer=name, **options)
         with caplog.at_level(logging.WARNING, logger="cachecore"):
             assert cache.get("k") is None
             assert cache.get_many("k") == [None]
-        assert _FORGERY_SINK == []
+        assert FORGERY_SINK == []
         assert "decode" in caplog.text
 
     def test_signed_rejects_wrong_key_and_rotates(self, cache_factory: CacheFactory) -> None:
@@ -510,11 +510,12 @@ class CacheConformance:
         assert cache.get("total") == 800
 
 
-_FORGERY_SINK: list[str] = []
+FORGERY_SINK: list[str] = []
+"""Where payloads from :func:`forged_pickle` record that they were unpickled."""
 
 
 def _record_forgery(message: str) -> None:
-    _FORGERY_SINK.append(message)
+    FORGERY_SINK.append(message)
 
 
 class _Forgery:
@@ -522,6 +523,12 @@ class _Forgery:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_record_forgery, ("unpickled!",))
+
+
+def forged_pickle() -> bytes:
+    """A payload in cachelib's format (``b"!" + pickle``) that appends ``"unpickled!"`` to
+    :data:`FORGERY_SINK` when unpickled, as an attacker's payload would run code."""
+    return b"!" + pickle.dumps(_Forgery())
 
 
 class ServerFaultConformance:

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import redis
 
-from cachecore.testing.servers import ServerBinary, ServerProcess
+from cachecore.testing.servers import Deployment, ServerBinary, ServerProcess
 
 __all__ = ["SentinelProcess", "SentinelSetup"]
 
@@ -51,7 +50,7 @@ class SentinelProcess(ServerProcess):
         return conf
 
 
-class SentinelSetup:
+class SentinelSetup(Deployment):
     """A primary with ``replicas`` replicas, watched by ``sentinels`` sentinels.
 
     Args:
@@ -188,18 +187,6 @@ class SentinelSetup:
         for process in [*self.sentinels, *self.servers]:
             process.close()
         self._started = False
-
-    def __enter__(self) -> SentinelSetup:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ---------------------------------------------------------------- topology
 

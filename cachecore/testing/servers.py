@@ -45,8 +45,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import redis
@@ -54,6 +53,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 __all__ = [
+    "Deployment",
     "ServerBinary",
     "ServerProcess",
     "TLSFiles",
@@ -510,7 +510,26 @@ def _conf_value(value: str) -> str:
     return "".join(out)
 
 
-class ServerProcess:
+class Deployment:
+    """Something a test starts and closes: ``with deployment:`` does both."""
+
+    def start(self) -> None:
+        """Start it and wait until it serves."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop it and remove what it left on disk."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ServerProcess(Deployment):
     """One real server on 127.0.0.1, on a free port (never 6379), in its own temp dir.
 
     Nothing runs until :meth:`start` (or ``with``). The server persists nothing, so data is gone
@@ -763,18 +782,6 @@ class ServerProcess:
         shutil.rmtree(self.directory, ignore_errors=True)
         with _open_lock:
             _open.discard(self)
-
-    def __enter__(self) -> ServerProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ---------------------------------------------------------------- clients
 
