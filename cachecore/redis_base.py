@@ -7,7 +7,6 @@ Backend plugins construct a client (redis-py, valkey-py, fakeredis...) and hand 
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import pickle
 from collections.abc import Callable, Iterable
@@ -16,6 +15,7 @@ from typing import Any, NoReturn, Self, TypeVar
 from cachecore import topology
 from cachecore.base import BaseCache
 from cachecore.errors import BackendError, ValueTooLargeError
+from cachecore.pooled import PooledCommands
 from cachecore.serializers import PickleSerializer
 from cachecore.timeouts import to_seconds
 from cachecore.types import KeyPrefix, Serializer, Timeout
@@ -55,67 +55,6 @@ def client_errors() -> tuple[type[BaseException], ...]:
     else:
         errors += [valkey.exceptions.ValkeyError, valkey.exceptions.ValkeyClusterException]
     return tuple(errors)
-
-
-@functools.cache
-def _response_errors() -> tuple[type[BaseException], ...]:
-    """The exception types of an error reply (``-ERR ...``), which leaves the connection
-    usable, unlike the rest of :func:`client_errors`."""
-    import redis.exceptions
-
-    errors: list[type[BaseException]] = [redis.exceptions.ResponseError]
-    try:
-        import valkey.exceptions
-    except ImportError:
-        pass
-    else:
-        errors.append(valkey.exceptions.ResponseError)
-    return tuple(errors)
-
-
-@functools.cache
-def _plain_clients() -> tuple[type, ...]:
-    """The client classes whose connection pool ``set_many`` may drive directly:
-    redis-py's and valkey-py's own (and subclasses such as fakeredis'), never a wrapper
-    (a circuit breaker, a tracing proxy) that must see every call."""
-    import redis
-
-    classes: list[type] = [redis.Redis]
-    try:
-        import valkey
-    except ImportError:
-        pass
-    else:
-        classes.append(valkey.Valkey)
-    return tuple(classes)
-
-
-_NAMED_POOLS: dict[type, bool] = {}
-
-
-def _wants_command_name(pool: Any) -> bool:
-    """Whether ``pool.get_connection`` needs a command name: valkey-py's (and redis-py's
-    before 5.3) does; redis-py 5.3+ takes none and warns about one."""
-    wants = _NAMED_POOLS.get(type(pool))
-    if wants is None:
-        parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
-        wants = parameter is not None and parameter.default is inspect.Parameter.empty
-        _NAMED_POOLS[type(pool)] = wants
-    return wants
-
-
-def _send_and_read(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
-    """Write ``commands`` in one packet and read one reply per command, in order; an
-    error reply is returned as its exception (the connection stays in step)."""
-    connection.send_packed_command(connection.pack_commands(commands))
-    response_errors = _response_errors()
-    replies: list[Any] = []
-    for _ in commands:
-        try:
-            replies.append(connection.read_response())
-        except response_errors as exc:
-            replies.append(exc)
-    return replies
 
 
 def _check_delta(delta: object) -> None:
@@ -213,6 +152,9 @@ class BaseRedisCache(BaseCache):
         self._errors = client_errors()
         # A cluster refuses multi-key commands across hash slots: see _per_slot.
         self._cluster = topology.is_cluster_client(client)
+        # Multi-key calls skip execute_command where the client allows: see pooled.py.
+        self._pooled_write = PooledCommands.for_client(client)
+        self._pooled_read = PooledCommands.for_client(self._read_client)
         self.description = self._describe_client(client)
         if check_connection:
             try:
@@ -354,6 +296,8 @@ class BaseRedisCache(BaseCache):
                 ):
                     for position, data in zip(positions, reply, strict=True):
                         values[position] = data
+            elif self._pooled_read is not None:
+                values = self._pooled_read.call("MGET", *full)
             else:
                 values = self._read_client.execute_command("MGET", *full)
         except self._errors as exc:
@@ -439,38 +383,16 @@ class BaseRedisCache(BaseCache):
         """Run ``commands`` in one round trip on the write client; an error reply comes
         back as its exception, as with ``pipeline().execute(raise_on_error=False)``.
 
-        On a redis-py or valkey-py client with a connection pool the commands are packed
-        and written on one pooled connection and the bare replies read back: the same
-        bytes on the wire as the client's pipeline, without its per-command bookkeeping
-        and response callbacks (a third of ``set_many``'s time). A broken connection is
-        retried as the client's own ``retry`` says (every command here is idempotent).
-        Other clients (cluster, single-connection, wrappers such as the circuit breaker)
-        use their ``pipeline()``.
+        Written straight onto a pooled connection where the client allows (see
+        :mod:`cachecore.pooled`: without the pipeline's per-command bookkeeping, a third
+        of ``set_many``'s time); otherwise through the client's ``pipeline()``.
         """
-        client = self._write_client
-        pool = getattr(client, "connection_pool", None)
-        if (
-            self._cluster
-            or pool is None
-            or not isinstance(client, _plain_clients())
-            or getattr(client, "connection", None) is not None
-        ):
-            pipe = client.pipeline(transaction=False)
-            for command in commands:
-                pipe.execute_command(*command)
-            return list(pipe.execute(raise_on_error=False))
-        if _wants_command_name(pool):
-            connection = pool.get_connection(commands[0][0])
-        else:
-            connection = pool.get_connection()
-        try:
-            replies: list[Any] = connection.retry.call_with_retry(
-                lambda: _send_and_read(connection, commands),
-                lambda _error: connection.disconnect(),
-            )
-            return replies
-        finally:
-            pool.release(connection)
+        if self._pooled_write is not None:
+            return self._pooled_write.run(commands)
+        pipe = self._write_client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(pipe.execute(raise_on_error=False))
 
     def delete(self, key: str) -> bool:
         """Delete ``key`` (UNLINK: the server frees memory in the background).
@@ -495,6 +417,8 @@ class BaseRedisCache(BaseCache):
         try:
             if self._cluster:
                 self._per_slot(self._write_client, "UNLINK", full, self._prefix())
+            elif self._pooled_write is not None:
+                self._pooled_write.call("UNLINK", *full)
             else:
                 self._write_client.execute_command("UNLINK", *full)
         except self._errors as exc:
