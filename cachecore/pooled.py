@@ -1,4 +1,4 @@
-"""Commands written straight onto a redis-py or valkey-py connection pool.
+"""How the cache sends its commands: through the client, or straight onto its pool.
 
 The multi-key calls (``get_many``, ``set_many``, ``delete_many``) spend most of their
 client-side time outside the network: ``execute_command``'s bookkeeping, and packing
@@ -7,6 +7,12 @@ keys). :class:`PooledCommands` takes a connection from the client's own pool, pa
 commands with hiredis' or libvalkey's ``pack_command`` (C, the same bytes on the wire),
 and reads the bare replies back. Everything else stays the client's: its pool, its
 connections (with their health checks, sentinel discovery and TLS), its ``retry``.
+
+Where something watches the client's calls (a subclass or an instrumentation library
+wrapping ``execute_command``, redis-py's own OpenTelemetry metrics, redis-py's
+client-side cache) or the client is not a plain pooled one, :class:`ClientCommands`
+sends through the client's ``execute_command`` and ``pipeline()`` instead.
+:func:`commands_for` picks.
 """
 
 from __future__ import annotations
@@ -18,27 +24,24 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from cachecore import topology
-
 Command = tuple[Any, ...]
 Packer = Callable[[Command], bytes]
 
 
 @functools.cache
-def plain_clients() -> tuple[type, ...]:
-    """The client classes whose pool may be driven directly: redis-py's and valkey-py's
-    own (and subclasses such as fakeredis'), never a wrapper (a circuit breaker, a
-    near cache, a tracing proxy) that must see every call."""
+def plain_clients() -> dict[type, str]:
+    """redis-py's and valkey-py's client classes, each with the module that defines
+    its own ``execute_command``."""
     import redis
 
-    classes: list[type] = [redis.Redis]
+    classes: dict[type, str] = {redis.Redis: "redis.client"}
     try:
         import valkey
     except ImportError:
         pass
     else:
-        classes.append(valkey.Valkey)
-    return tuple(classes)
+        classes[valkey.Valkey] = "valkey.client"
+    return classes
 
 
 @functools.cache
@@ -72,6 +75,16 @@ def c_packer() -> Packer | None:
     return None
 
 
+def _redis_py_metrics_switch() -> Callable[[], bool] | None:
+    """redis-py 8's "are OpenTelemetry metrics on" check, or None before redis-py 8."""
+    try:
+        from redis.observability.providers import get_observability_instance
+    except ImportError:
+        return None
+    is_enabled: Callable[[], bool] = get_observability_instance().is_enabled
+    return is_enabled
+
+
 def _wants_command_name(pool: Any) -> bool:
     # valkey-py's get_connection (and redis-py's before 5.3) requires a command name;
     # redis-py 5.3+ takes none and warns about one.
@@ -88,51 +101,82 @@ def _encodes_utf8_strictly(pool: Any) -> bool:
     return encoding == "utf-8" and kwargs.get("encoding_errors", "strict") == "strict"
 
 
-class PooledCommands:
-    """Runs commands in one round trip on one connection of a client's pool.
+def _own_execute_command(client: Any) -> bool:
+    """Whether ``client`` is a redis-py or valkey-py client whose ``execute_command`` is
+    the library's own: not overridden by a subclass, not wrapped by an instrumentation
+    library (OpenTelemetry, ddtrace and Sentry patch it on the class)."""
+    module = next((m for cls, m in plain_clients().items() if isinstance(client, cls)), None)
+    method = getattr(type(client), "execute_command", None)
+    return (
+        module is not None
+        and getattr(method, "__module__", None) == module
+        and not hasattr(method, "__wrapped__")
+    )
 
-    Build it with :meth:`for_client`, which declines (returns None) every client whose
-    calls must go through its own ``execute_command``.
-    """
 
-    __slots__ = ("named", "pack", "pool")
+class ClientCommands:
+    """Sends through the client: ``execute_command`` for one command, ``pipeline()``
+    (without a transaction) for several."""
 
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
-        # The C packer encodes str as UTF-8, so a client told to use another encoding
-        # keeps its own packer: the keys must be the same bytes either way.
-        self.pack = c_packer() if _encodes_utf8_strictly(pool) else None
-        self.named = _wants_command_name(pool)
+    __slots__ = ("client",)
 
-    @classmethod
-    def for_client(cls, client: Any) -> PooledCommands | None:
-        """A runner for ``client``'s pool, or None when ``client`` is a cluster client,
-        a single-connection client, a wrapper, or uses client-side caching (whose
-        connections answer some reads from local memory)."""
-        pool = getattr(client, "connection_pool", None)
-        if (
-            pool is None
-            or not isinstance(client, plain_clients())
-            or getattr(client, "connection", None) is not None
-            or getattr(pool, "cache", None) is not None
-            or topology.is_cluster_client(client)
-        ):
-            return None
-        return cls(pool)
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def call(self, *args: Any) -> Any:
+        """Run one command and return its reply.
+
+        :raises: the error reply's exception, or the client's connection errors.
+        """
+        return self.client.execute_command(*args)
 
     def run(self, commands: list[Command]) -> list[Any]:
-        """Send ``commands`` in one packet and return one reply per command, in order.
-
-        An error reply comes back as its exception, as with the clients'
-        ``pipeline().execute(raise_on_error=False)``; a broken connection is retried as
-        the client's ``retry`` says (callers send idempotent commands only). Replies are
-        bare: no response callbacks (``SET`` answers ``b"OK"``, not True).
+        """Run ``commands`` in one round trip and return one reply per command, in
+        order; an error reply comes back as its exception.
 
         :raises: the client's connection and timeout errors.
         """
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(pipe.execute(raise_on_error=False))
+
+
+class PooledCommands(ClientCommands):
+    """Sends on one connection of the client's pool, packed in C where the client
+    encodes as UTF-8. Replies are bare: no response callbacks (``SET`` answers
+    ``b"OK"``, not True)."""
+
+    __slots__ = ("metrics_on", "named", "pack", "pool")
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.pool = client.connection_pool
+        # The C packer encodes str as UTF-8, so a client told to use another encoding
+        # keeps its own packer: the keys must be the same bytes either way.
+        self.pack = c_packer() if _encodes_utf8_strictly(self.pool) else None
+        self.named = _wants_command_name(self.pool)
+        # Checked per call: metrics may be switched on after the cache was built.
+        self.metrics_on = _redis_py_metrics_switch() if _is_redis_py(client) else None
+
+    def call(self, *args: Any) -> Any:
+        if self.metrics_on is not None and self.metrics_on():
+            return super().call(*args)
+        (reply,) = self._on_connection([args])
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    def run(self, commands: list[Command]) -> list[Any]:
+        if self.metrics_on is not None and self.metrics_on():
+            return super().run(commands)
+        return self._on_connection(commands)
+
+    def _on_connection(self, commands: list[Command]) -> list[Any]:
         pool = self.pool
         connection = pool.get_connection(commands[0][0]) if self.named else pool.get_connection()
         try:
+            # Retried as the client's retry says: callers send idempotent commands only.
             replies: list[Any] = connection.retry.call_with_retry(
                 lambda: self._send_and_read(connection, commands),
                 lambda _error: connection.disconnect(),
@@ -140,16 +184,6 @@ class PooledCommands:
             return replies
         finally:
             pool.release(connection)
-
-    def call(self, *args: Any) -> Any:
-        """Run one command and return its bare reply.
-
-        :raises: the error reply's exception, or the client's connection errors.
-        """
-        (reply,) = self.run([args])
-        if isinstance(reply, BaseException):
-            raise reply
-        return reply
 
     def _send_and_read(self, connection: Any, commands: list[Command]) -> list[Any]:
         pack = self.pack
@@ -169,3 +203,27 @@ class PooledCommands:
                 # Read on: every command has a reply, and the connection stays in step.
                 replies.append(exc)
         return replies
+
+
+def _is_redis_py(client: Any) -> bool:
+    import redis
+
+    return isinstance(client, redis.Redis)
+
+
+def commands_for(client: Any, cluster: bool) -> ClientCommands:
+    """How to send ``client``'s commands: :class:`PooledCommands` for a plain redis-py
+    or valkey-py client with a connection pool; :class:`ClientCommands` for a cluster
+    client (see ``BaseRedisCache._per_slot``), a single-connection client, any wrapper
+    or subclass with its own ``execute_command``, an instrumented client class, and
+    redis-py's client-side caching (whose connections answer some reads locally)."""
+    pool = getattr(client, "connection_pool", None)
+    if (
+        cluster
+        or pool is None
+        or not _own_execute_command(client)
+        or getattr(client, "connection", None) is not None
+        or getattr(pool, "cache", None) is not None
+    ):
+        return ClientCommands(client)
+    return PooledCommands(client)

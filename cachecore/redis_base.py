@@ -15,7 +15,7 @@ from typing import Any, NoReturn, Self, TypeVar
 from cachecore import topology
 from cachecore.base import BaseCache
 from cachecore.errors import BackendError, ValueTooLargeError
-from cachecore.pooled import PooledCommands
+from cachecore.pooled import commands_for
 from cachecore.serializers import PickleSerializer
 from cachecore.timeouts import to_seconds
 from cachecore.types import KeyPrefix, Serializer, Timeout
@@ -152,9 +152,9 @@ class BaseRedisCache(BaseCache):
         self._errors = client_errors()
         # A cluster refuses multi-key commands across hash slots: see _per_slot.
         self._cluster = topology.is_cluster_client(client)
-        # Multi-key calls skip execute_command where the client allows: see pooled.py.
-        self._pooled_write = PooledCommands.for_client(client)
-        self._pooled_read = PooledCommands.for_client(self._read_client)
+        # How get_many / set_many / delete_many send: see pooled.py.
+        self._writes = commands_for(client, self._cluster)
+        self._reads = commands_for(self._read_client, self._cluster)
         self.description = self._describe_client(client)
         if check_connection:
             try:
@@ -296,10 +296,8 @@ class BaseRedisCache(BaseCache):
                 ):
                     for position, data in zip(positions, reply, strict=True):
                         values[position] = data
-            elif self._pooled_read is not None:
-                values = self._pooled_read.call("MGET", *full)
             else:
-                values = self._read_client.execute_command("MGET", *full)
+                values = self._reads.call("MGET", *full)
         except self._errors as exc:
             return self._fault("get_many", exc, [None] * len(keys))
         serializer = self.serializer
@@ -360,7 +358,7 @@ class BaseRedisCache(BaseCache):
         if not commands:
             return []
         try:
-            results = self._pipelined(commands)
+            results = self._writes.run(commands)
         except self._errors as exc:
             return self._fault("set_many", exc, [])
         stored = [key for key, ok in zip(keys, results, strict=True) if ok in _OK_REPLIES]
@@ -378,21 +376,6 @@ class BaseRedisCache(BaseCache):
                     failure,
                 )
         return stored
-
-    def _pipelined(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Run ``commands`` in one round trip on the write client; an error reply comes
-        back as its exception, as with ``pipeline().execute(raise_on_error=False)``.
-
-        Written straight onto a pooled connection where the client allows (see
-        :mod:`cachecore.pooled`: without the pipeline's per-command bookkeeping, a third
-        of ``set_many``'s time); otherwise through the client's ``pipeline()``.
-        """
-        if self._pooled_write is not None:
-            return self._pooled_write.run(commands)
-        pipe = self._write_client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(pipe.execute(raise_on_error=False))
 
     def delete(self, key: str) -> bool:
         """Delete ``key`` (UNLINK: the server frees memory in the background).
@@ -417,10 +400,8 @@ class BaseRedisCache(BaseCache):
         try:
             if self._cluster:
                 self._per_slot(self._write_client, "UNLINK", full, self._prefix())
-            elif self._pooled_write is not None:
-                self._pooled_write.call("UNLINK", *full)
             else:
-                self._write_client.execute_command("UNLINK", *full)
+                self._writes.call("UNLINK", *full)
         except self._errors as exc:
             return self._fault("delete_many", exc, [])
         return list(keys)

@@ -9,7 +9,10 @@ Real servers: the newest Valkey and the newest Redis found.
 
 from __future__ import annotations
 
+import functools
 import logging
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -148,3 +151,100 @@ def test_error_reply_raises_with_raise_errors(
         cache.delete_many("a")
     assert cache.set("a", 1) is True
     assert cache.get("a") == 1
+
+
+# -- whoever watches the client's calls still sees the multi-key ones ---------------------
+
+
+def test_a_subclass_with_its_own_execute_command_sees_every_multi_key_call(
+    library: Any, server: ServerProcess
+) -> None:
+    base = library.Redis if library.__name__ == "redis" else library.Valkey
+    seen: list[str] = []
+
+    class Audited(base):  # type: ignore[misc, valid-type]
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            seen.append(str(args[0]))
+            return super().execute_command(*args, **options)
+
+    cache = BaseRedisCache(Audited(**server.client_kwargs()), key_prefix=_prefix())
+    assert cache.set_many({"a": 1, "b": 2}) == ["a", "b"]
+    assert cache.get_many("a", "b") == [1, 2]
+    assert cache.delete_many("a") == ["a"]
+    assert [name for name in seen if name in ("MGET", "UNLINK")] == ["MGET", "UNLINK"]
+
+
+def test_an_instrumented_client_class_sees_every_multi_key_call(
+    library: Any, server: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As OpenTelemetry's, ddtrace's and Sentry's integrations do: wrap the class's
+    # execute_command (and the pipeline's execute) in place.
+    base = library.Redis if library.__name__ == "redis" else library.Valkey
+    seen: list[str] = []
+    original = base.execute_command
+    original_execute = library.client.Pipeline.execute
+
+    @functools.wraps(original)
+    def traced(self: Any, *args: Any, **options: Any) -> Any:
+        seen.append(str(args[0]))
+        return original(self, *args, **options)
+
+    @functools.wraps(original_execute)
+    def traced_execute(self: Any, *args: Any, **options: Any) -> Any:
+        seen.append("pipeline")
+        return original_execute(self, *args, **options)
+
+    monkeypatch.setattr(base, "execute_command", traced)
+    monkeypatch.setattr(library.client.Pipeline, "execute", traced_execute)
+    cache = BaseRedisCache(base(**server.client_kwargs()), key_prefix=_prefix())
+    assert cache.set_many({"a": 1, "b": 2}) == ["a", "b"]
+    assert cache.get_many("a", "b") == [1, 2]
+    assert cache.delete_many("a") == ["a"]
+    assert seen == ["pipeline", "MGET", "UNLINK"]
+
+
+_METRICS_SCRIPT = """
+import sys
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+import redis
+from redis.observability.config import MetricGroup, OTelConfig
+from redis.observability.providers import get_observability_instance
+from cachecore import BaseRedisCache
+
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+host, port = sys.argv[1], int(sys.argv[2])
+# Built before the metrics are switched on: the switch is honoured per call.
+cache = BaseRedisCache(redis.Redis(host=host, port=port), key_prefix="metrics:")
+get_observability_instance().init(OTelConfig(metric_groups=[MetricGroup.COMMAND]))
+assert cache.set_many({"a": 1, "b": 2}) == ["a", "b"]
+assert cache.get_many("a", "b") == [1, 2]
+assert cache.delete_many("a", "b") == ["a", "b"]
+names = set()
+for resource in reader.get_metrics_data().resource_metrics:
+    for scope in resource.scope_metrics:
+        for metric in scope.metrics:
+            for point in metric.data.data_points:
+                name = point.attributes.get("db.operation.name")
+                if name:
+                    names.add(name)
+print(" ".join(sorted(names)))
+"""
+
+
+def test_redis_py_metrics_see_every_multi_key_call(server: ServerProcess) -> None:
+    # redis-py 8 records a duration per command when its OpenTelemetry metrics are on;
+    # cachecore then sends through the client so each call is recorded. A subprocess:
+    # OpenTelemetry's meter provider is process-global and set once.
+    done = subprocess.run(
+        [sys.executable, "-c", _METRICS_SCRIPT, server.host, str(server.port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    recorded = set(done.stdout.split())
+    assert {"MGET", "UNLINK"} <= recorded, recorded
