@@ -133,8 +133,13 @@ class ServerCache(BaseRedisCache):
         """
         scheme, sep, rest = url.partition("://")
         if topology.topology_kind(scheme) is not None:
+            tls_schemes = topology.TLS_SCHEMES | {
+                alias
+                for alias, target in cls.scheme_aliases.items()
+                if target in topology.TLS_SCHEMES
+            }
             return topology.client_from_url(
-                cls.library(), cls.client_class_name, url, cls.client_options(options)
+                cls.library(), cls.client_class_name, url, cls.client_options(options), tls_schemes
             )
         url = cls.scheme_aliases.get(scheme, scheme) + sep + rest
         client_class = getattr(cls.library(), cls.client_class_name)

@@ -9,6 +9,9 @@ stays the plugin's own (redis-py's ``RedisCluster`` / ``Sentinel``, valkey-py's
     redis+cluster://[user:password@]host1:port1,host2:port2/
     valkey+sentinel://[user:password@]sentinel1:26379,sentinel2:26379/mymaster/0
 
+The TLS forms (``rediss+cluster://``, ``valkeys+sentinel://``...) connect to every node,
+and every sentinel, over TLS; ``ssl_ca_certs`` and the other ``ssl_*`` options apply.
+
 Options beyond the usual client options:
 
 * ``read_from_replicas=true``: a cluster client reads from replicas too (the client's
@@ -25,7 +28,7 @@ import functools
 import importlib
 import types
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "READ_CLIENT_ATTRIBUTE",
+    "TLS_SCHEMES",
     "TopologyURL",
     "client_from_url",
     "describe_topology",
@@ -50,6 +54,11 @@ __all__ = [
 CLUSTER = "cluster"
 SENTINEL = "sentinel"
 DEFAULT_PORTS = {CLUSTER: 6379, SENTINEL: 26379}
+
+TLS_SCHEMES = frozenset({"rediss", "valkeys"})
+"""The plain schemes the client libraries read as TLS. ``rediss+cluster://`` and
+``valkeys+sentinel://`` (and a plugin's alias of them, such as ``keydbs+cluster``)
+connect to every node, and every sentinel, over TLS."""
 
 READ_CLIENT_ATTRIBUTE = "cachecore_read_client"
 """Set on a client built for ``read_from_replicas=true`` with Sentinel: the replica
@@ -77,6 +86,8 @@ class TopologyURL:
     password: str | None = None
     service_name: str | None = None
     db: int = 0
+    tls: bool = False
+    """Every node (and sentinel) over TLS: the plain scheme is a TLS one."""
 
 
 def _parse_node(text: str, default_port: int, url: str) -> tuple[str, int]:
@@ -112,10 +123,15 @@ def _int_option(name: str, value: Any, url: str) -> int:
         raise ConfigurationError(f"{name} {value!r} of {_redact(url)} is not a number") from None
 
 
-def parse_topology_url(url: str, options: Mapping[str, Any] | None = None) -> TopologyURL:
+def parse_topology_url(
+    url: str,
+    options: Mapping[str, Any] | None = None,
+    tls_schemes: Collection[str] = TLS_SCHEMES,
+) -> TopologyURL:
     """Parse ``<scheme>+cluster://nodes/`` or ``<scheme>+sentinel://sentinels/service/db``.
 
-    ``options`` may supply ``db`` and ``service_name`` when the path does not.
+    ``options`` may supply ``db`` and ``service_name`` when the path does not. The URL
+    asks for TLS when its plain scheme is one of ``tls_schemes``.
 
     :raises ConfigurationError: no node, a bad port, a database other than 0 on a
         cluster, or no service name for Sentinel.
@@ -150,7 +166,7 @@ def parse_topology_url(url: str, options: Mapping[str, Any] | None = None) -> To
             raise ConfigurationError(
                 f"a cluster has only database 0, but {_redact(url)} asks for {db}"
             )
-        return TopologyURL(CLUSTER, base, nodes, username, password)
+        return TopologyURL(CLUSTER, base, nodes, username, password, tls=base in tls_schemes)
     if len(segments) > 2:
         raise ConfigurationError(f"a sentinel URL path is /service_name/db: {_redact(url)}")
     service = segments[0] if segments else options.get("service_name")
@@ -160,7 +176,9 @@ def parse_topology_url(url: str, options: Mapping[str, Any] | None = None) -> To
             f"{scheme}://host:26379/<service_name>/<db> or ?service_name="
         )
     db = _int_option("database", segments[1] if len(segments) > 1 else options.get("db", 0), url)
-    return TopologyURL(SENTINEL, base, nodes, username, password, str(service), db)
+    return TopologyURL(
+        SENTINEL, base, nodes, username, password, str(service), db, base in tls_schemes
+    )
 
 
 # -- clients -----------------------------------------------------------------------------
@@ -260,10 +278,12 @@ def sentinel_clients(
     kwargs.pop("service_name", None)
     read_from_replicas = bool(kwargs.pop("read_from_replicas", False))
     _pop_auth(kwargs, spec)
-    # Sentinels: the same socket timeouts, their own credentials, and no retry, so an
-    # unreachable sentinel costs one attempt before the next sentinel is asked.
+    # Sentinels: the same socket timeouts (and TLS settings, for a TLS scheme), their
+    # own credentials, and no retry, so an unreachable sentinel costs one attempt before
+    # the next sentinel is asked.
+    shared = ("socket_", "ssl") if spec.tls else ("socket_",)
     sentinel_kwargs: dict[str, Any] = {
-        name: value for name, value in kwargs.items() if name.startswith("socket_")
+        name: value for name, value in kwargs.items() if name.startswith(shared)
     }
     for name in ("username", "password"):
         value = kwargs.pop(f"sentinel_{name}", None)
@@ -279,17 +299,24 @@ def sentinel_clients(
 
 
 def client_from_url(
-    library: types.ModuleType, client_class_name: str, url: str, options: dict[str, Any]
+    library: types.ModuleType,
+    client_class_name: str,
+    url: str,
+    options: dict[str, Any],
+    tls_schemes: Collection[str] = TLS_SCHEMES,
 ) -> Any:
     """The client for a ``+cluster`` or ``+sentinel`` ``url``.
 
-    ``options`` are the client options with cachecore's defaults applied. For Sentinel
-    with ``read_from_replicas``, the replica client is attached to the returned primary
-    client as :data:`READ_CLIENT_ATTRIBUTE`.
+    ``options`` are the client options with cachecore's defaults applied. A TLS scheme
+    (one of ``tls_schemes``) adds ``ssl=True``, and for Sentinel gives the sentinels the
+    same ``ssl*`` options. For Sentinel with ``read_from_replicas``, the replica client
+    is attached to the returned primary client as :data:`READ_CLIENT_ATTRIBUTE`.
 
     :raises ConfigurationError: a malformed URL (see :func:`parse_topology_url`).
     """
-    spec = parse_topology_url(url, options)
+    spec = parse_topology_url(url, options, tls_schemes)
+    if spec.tls:
+        options = {"ssl": True, **options}
     if spec.kind == CLUSTER:
         return cluster_client(library, client_class_name, spec, options)
     primary, replica = sentinel_clients(library, getattr(library, client_class_name), spec, options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,7 +19,12 @@ from cachecore.testing.cluster import ClusterProcess
 from cachecore.testing.conformance import CacheConformance, CacheFactory
 from cachecore.testing.pytest_plugin import DeploymentPool
 from cachecore.testing.sentinel import SentinelSetup
-from cachecore.testing.servers import ServerBinary, find_server_binaries
+from cachecore.testing.servers import (
+    ServerBinary,
+    TLSFiles,
+    find_server_binaries,
+    make_tls_files,
+)
 from cachecore.topology import describe_topology, parse_topology_url
 
 BINARIES = find_server_binaries()
@@ -352,8 +358,20 @@ def test_cluster_failover(
 ) -> None:
     binary, scheme = deployment
     cluster = cachecore_cluster(binary, fresh=True)
+    _check_cluster_failover(cluster, f"{scheme}+cluster", "", f"cluster {binary.id}", caplog)
+
+
+def _check_cluster_failover(
+    cluster: ClusterProcess,
+    scheme: str,
+    query: str,
+    name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Kill a primary of ``cluster`` mid-workload through a cache on ``scheme``: only its
+    slots fail, with fault values, until a replica takes over; nothing is lost."""
     try:
-        cache = cachecore.from_url(cluster.url(f"{scheme}+cluster"), key_prefix="fo:")
+        cache = cachecore.from_url(cluster.url(scheme) + query, key_prefix="fo:")
         before = {f"before{i}": i for i in range(600)}
         assert cache.set_many(before) == list(before)
         cluster.wait_for_replication()
@@ -374,7 +392,7 @@ def test_cluster_failover(
         with caplog.at_level(logging.WARNING, logger="cachecore"):
             window, calls = _failover_loop(cache, probes, cluster.healthy)
         promoted_after = cluster.wait_for_failover(victim) + (time.monotonic() - killed_at)
-        _record(f"cluster {binary.id}", window)
+        _record(name, window)
 
         # (2) only calls on the dead node's slots fail, and with the documented fault values;
         # the rest keeps working.
@@ -401,7 +419,7 @@ def test_cluster_failover(
         assert promoted_after < 30
     finally:
         cluster.close()
-    _write_measurement(f"cluster {binary.id}", window)
+    _write_measurement(name, window)
 
 
 @pytest.mark.slow
@@ -412,8 +430,20 @@ def test_sentinel_failover(
 ) -> None:
     binary, scheme = deployment
     setup = cachecore_sentinel(binary, fresh=True)
+    _check_sentinel_failover(setup, f"{scheme}+sentinel", "", f"sentinel {binary.id}", caplog)
+
+
+def _check_sentinel_failover(
+    setup: SentinelSetup,
+    scheme: str,
+    query: str,
+    name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Kill the primary of ``setup`` mid-workload through a cache on ``scheme``: calls
+    give fault values until the sentinels promote the replica; nothing is lost."""
     try:
-        cache = cachecore.from_url(setup.url(f"{scheme}+sentinel"), key_prefix="fo:")
+        cache = cachecore.from_url(setup.url(scheme) + query, key_prefix="fo:")
         before = {f"before{i}": i for i in range(600)}
         assert cache.set_many(before) == list(before)
         assert setup.wait_for_replication() == 1
@@ -423,7 +453,7 @@ def test_sentinel_failover(
             window, calls = _failover_loop(
                 cache, probes, lambda: setup.primary() is not old and setup.settled()
             )
-        _record(f"sentinel {binary.id}", window)
+        _record(name, window)
         for _, _, _, stored, got in calls:
             if stored is not True:
                 assert stored is False and got is None
@@ -438,7 +468,7 @@ def test_sentinel_failover(
         assert setup.primary() is not old
     finally:
         setup.close()
-    _write_measurement(f"sentinel {binary.id}", window)
+    _write_measurement(name, window)
 
 
 _MEASUREMENTS: dict[str, float] = {}
@@ -454,6 +484,150 @@ def _report_measurements() -> Iterator[None]:
     if _MEASUREMENTS:
         lines = [f"  {name}: {seconds:.2f} s" for name, seconds in sorted(_MEASUREMENTS.items())]
         print("\nfailover unavailability windows:\n" + "\n".join(lines))
+
+
+# -- TLS: rediss+cluster, valkeys+cluster, rediss+sentinel, valkeys+sentinel ------------------
+
+
+def _tls_capable(kind: str) -> ServerBinary | None:
+    found = [b for b in BINARIES if b.kind == kind and b.tls]
+    return found[-1] if found else None
+
+
+TLS_DEPLOYMENTS = [
+    pytest.param((binary, f"{binary.kind}s"), id=f"{binary.id}-tls")
+    for binary in (_tls_capable("valkey"), _tls_capable("redis"))
+    if binary is not None
+]
+_NO_TLS_BINARY = (
+    "no TLS-capable server binary: apt-get install redis-server (Debian) or valkey-server "
+    "(bookworm-backports)"
+)
+
+
+@pytest.fixture(scope="module", params=TLS_DEPLOYMENTS or [pytest.param(None, id="no-tls")])
+def tls_deployment(request: pytest.FixtureRequest) -> tuple[ServerBinary, str]:
+    """(TLS-capable server binary, TLS scheme of its plugin: ``rediss`` or ``valkeys``)."""
+    if request.param is None:
+        pytest.skip(_NO_TLS_BINARY)
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """A CA and a server certificate for 127.0.0.1 / localhost."""
+    return make_tls_files(tmp_path_factory.mktemp("topology-tls"))
+
+
+def _ca(tls: TLSFiles) -> str:
+    return "?" + urllib.parse.urlencode({"ssl_ca_certs": str(tls.ca_cert)})
+
+
+class TestTLSClusterConformance(CacheConformance):
+    """The whole suite on ``<scheme>s+cluster://``: every node serves TLS only."""
+
+    @pytest.fixture
+    def cache_factory(
+        self,
+        tls_deployment: tuple[ServerBinary, str],
+        tls_files: TLSFiles,
+        cachecore_cluster: DeploymentPool[ClusterProcess],
+    ) -> CacheFactory:
+        binary, scheme = tls_deployment
+        cluster = cachecore_cluster(binary, tls=tls_files)
+        cluster.flush()
+        return _factory(cluster.url(f"{scheme}+cluster") + _ca(tls_files))
+
+
+class TestTLSSentinelConformance(CacheConformance):
+    """The whole suite on ``<scheme>s+sentinel://``: servers and sentinels serve TLS only."""
+
+    @pytest.fixture
+    def cache_factory(
+        self,
+        tls_deployment: tuple[ServerBinary, str],
+        tls_files: TLSFiles,
+        cachecore_sentinel: DeploymentPool[SentinelSetup],
+    ) -> CacheFactory:
+        binary, scheme = tls_deployment
+        setup = cachecore_sentinel(binary, tls=tls_files)
+        setup.flush()
+        return _factory(setup.url(f"{scheme}+sentinel") + _ca(tls_files))
+
+
+class TestTLSTopology:
+    def test_plain_scheme_cannot_reach_a_tls_cluster(
+        self,
+        tls_deployment: tuple[ServerBinary, str],
+        tls_files: TLSFiles,
+        cachecore_cluster: DeploymentPool[ClusterProcess],
+    ) -> None:
+        binary, _ = tls_deployment
+        cluster = cachecore_cluster(binary, tls=tls_files)
+        with pytest.raises(BackendError, match="cannot read the slot map"):
+            cachecore.from_url(cluster.url(f"{binary.kind}+cluster"))
+
+    def test_sentinel_replica_reads_over_tls(
+        self,
+        tls_deployment: tuple[ServerBinary, str],
+        tls_files: TLSFiles,
+        cachecore_sentinel: DeploymentPool[SentinelSetup],
+    ) -> None:
+        binary, scheme = tls_deployment
+        setup = cachecore_sentinel(binary, tls=tls_files)
+        url = setup.url(f"{scheme}+sentinel") + _ca(tls_files) + "&read_from_replicas=true"
+        cache = cachecore.from_url(url, key_prefix="replica-tls:")
+        assert cache._read_client is not cache._write_client
+        assert cache.set_many({"a": 1, "b": 2}) == ["a", "b"]
+        setup.wait_for_replication()
+        assert cache.get_many("a", "b", "c") == [1, 2, None]
+        assert cache.has("a") is True
+
+    def test_keydbs_cluster_is_tls(
+        self,
+        tls_deployment: tuple[ServerBinary, str],
+        tls_files: TLSFiles,
+        cachecore_cluster: DeploymentPool[ClusterProcess],
+    ) -> None:
+        binary, _ = tls_deployment
+        cluster = cachecore_cluster(binary, tls=tls_files)
+        cache = cachecore.from_url(cluster.url("keydbs+cluster") + _ca(tls_files))
+        assert cache.set("k", "over tls") is True
+        assert cache.get("k") == "over tls"
+
+    def test_tls_schemes_parse_and_register(self) -> None:
+        assert parse_topology_url("rediss+cluster://h1:7000/").tls is True
+        assert parse_topology_url("valkeys+sentinel://s1/m/0").tls is True
+        assert parse_topology_url("valkey+cluster://h1:7000/").tls is False
+        for scheme in ("rediss+cluster", "rediss+sentinel", "valkeys+cluster", "valkeys+sentinel"):
+            assert cachecore.plugins.find_backend(scheme).name == scheme.partition("s+")[0]
+        assert cachecore.plugins.find_backend("keydbs+cluster").name == "keydb"
+
+
+@pytest.mark.slow
+def test_tls_cluster_failover(
+    tls_deployment: tuple[ServerBinary, str],
+    tls_files: TLSFiles,
+    cachecore_cluster: DeploymentPool[ClusterProcess],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    binary, scheme = tls_deployment
+    cluster = cachecore_cluster(binary, fresh=True, tls=tls_files)
+    name = f"cluster {binary.id} TLS"
+    _check_cluster_failover(cluster, f"{scheme}+cluster", _ca(tls_files), name, caplog)
+
+
+@pytest.mark.slow
+def test_tls_sentinel_failover(
+    tls_deployment: tuple[ServerBinary, str],
+    tls_files: TLSFiles,
+    cachecore_sentinel: DeploymentPool[SentinelSetup],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    binary, scheme = tls_deployment
+    setup = cachecore_sentinel(binary, fresh=True, tls=tls_files)
+    name = f"sentinel {binary.id} TLS"
+    _check_sentinel_failover(setup, f"{scheme}+sentinel", _ca(tls_files), name, caplog)
 
 
 # -- cachecore info ------------------------------------------------------------------------

@@ -31,7 +31,13 @@ from typing import Any
 
 import redis
 
-from cachecore.testing.servers import Deployment, ServerBinary, ServerProcess, free_port
+from cachecore.testing.servers import (
+    Deployment,
+    ServerBinary,
+    ServerProcess,
+    TLSFiles,
+    free_port,
+)
 
 __all__ = ["SLOTS", "ClusterNodeInfo", "ClusterProcess"]
 
@@ -122,6 +128,9 @@ class ClusterProcess(Deployment):
         require_full_coverage: ``cluster-require-full-coverage``; False (the default here)
             lets the surviving slots serve while a failed primary is being replaced.
         extra_args: More server options for every node.
+        tls: Every node serves TLS only, with these files (the cluster bus too); the
+            binary must be built with TLS. Connect with ``rediss+cluster://`` or
+            ``valkeys+cluster://`` and ``ssl_ca_certs``.
     """
 
     def __init__(
@@ -133,6 +142,7 @@ class ClusterProcess(Deployment):
         node_timeout_ms: int = 1000,
         require_full_coverage: bool = False,
         extra_args: Iterable[str] = (),
+        tls: TLSFiles | None = None,
     ) -> None:
         if primaries < 3:
             raise ValueError("a cluster needs at least 3 primaries to survive a failure")
@@ -147,7 +157,7 @@ class ClusterProcess(Deployment):
         """Node id by port, filled in by :meth:`start`."""
         total = primaries * (1 + replicas_per_primary)
         for _ in range(total):
-            node = ServerProcess(binary)
+            node = ServerProcess(binary, tls=tls)
             node.port = _port_with_free_bus_port()
             node.extra_args = (
                 "--cluster-enabled",
@@ -330,7 +340,8 @@ class ClusterProcess(Deployment):
         """A seed-node URL, e.g. ``valkey+cluster://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3/``.
 
         Args:
-            scheme: ``redis+cluster``, ``valkey+cluster`` or ``keydb+cluster``.
+            scheme: ``redis+cluster``, ``valkey+cluster``, ``keydb+cluster``, or their TLS
+                forms (``rediss+cluster``...) for a TLS cluster; the URL carries no CA.
             seeds: How many running nodes to list (the client discovers the rest).
         """
         nodes = self.running()[:seeds]
@@ -340,8 +351,14 @@ class ClusterProcess(Deployment):
         """A new ``redis.cluster.RedisCluster`` on the running nodes."""
         from redis.cluster import ClusterNode, RedisCluster
 
-        startup = [ClusterNode(node.host, node.port) for node in self.running()]  # type: ignore[no-untyped-call]
-        return RedisCluster(startup_nodes=startup, **overrides)
+        running = self.running()
+        startup = [ClusterNode(node.host, node.port) for node in running]  # type: ignore[no-untyped-call]
+        tls_options: dict[str, Any] = {
+            name: value
+            for name, value in running[0].client_kwargs().items()
+            if name.startswith("ssl")
+        }
+        return RedisCluster(startup_nodes=startup, **(tls_options | overrides))
 
     def flush(self) -> None:
         """``FLUSHALL`` on every primary (per-test isolation)."""

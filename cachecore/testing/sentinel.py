@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from cachecore.testing.servers import Deployment, ServerBinary, ServerProcess
+from cachecore.testing.servers import Deployment, ServerBinary, ServerProcess, TLSFiles
 
 __all__ = ["SentinelProcess", "SentinelSetup"]
 
@@ -38,8 +38,10 @@ class SentinelProcess(ServerProcess):
         monitor: The lines to add to the sentinel's config, e.g. ``sentinel monitor ...``.
     """
 
-    def __init__(self, binary: ServerBinary, monitor: list[str]) -> None:
-        super().__init__(binary, extra_args=("--sentinel",))
+    def __init__(
+        self, binary: ServerBinary, monitor: list[str], *, tls: TLSFiles | None = None
+    ) -> None:
+        super().__init__(binary, tls=tls, extra_args=("--sentinel",))
         self.monitor = list(monitor)
 
     def _write_config(self) -> Path:
@@ -61,6 +63,10 @@ class SentinelSetup(Deployment):
         quorum: Sentinels that must agree the primary is down.
         down_after_ms: ``down-after-milliseconds``: silence before a primary is suspected.
         failover_timeout_ms: ``failover-timeout``.
+        tls: Every server and sentinel serves TLS only, with these files (replication
+            and the sentinels' own links too); the binary must be built with TLS.
+            Connect with ``rediss+sentinel://`` or ``valkeys+sentinel://`` and
+            ``ssl_ca_certs``.
     """
 
     def __init__(
@@ -73,6 +79,7 @@ class SentinelSetup(Deployment):
         quorum: int = 2,
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 3000,
+        tls: TLSFiles | None = None,
     ) -> None:
         if replicas < 1:
             raise ValueError("a sentinel setup needs at least one replica to promote")
@@ -84,7 +91,7 @@ class SentinelSetup(Deployment):
         # Replicas sync at once instead of waiting 5 s for more replicas to join.
         fast_sync = ("--repl-diskless-sync-delay", "0")
         self.servers: list[ServerProcess] = [
-            ServerProcess(binary, extra_args=fast_sync) for _ in range(1 + replicas)
+            ServerProcess(binary, tls=tls, extra_args=fast_sync) for _ in range(1 + replicas)
         ]
         self._first_primary = self.servers[0]
         for replica in self.servers[1:]:
@@ -99,7 +106,7 @@ class SentinelSetup(Deployment):
             f"sentinel parallel-syncs {name} 1",
         ]
         self.sentinels: list[SentinelProcess] = [
-            SentinelProcess(binary, monitor) for _ in range(sentinels)
+            SentinelProcess(binary, monitor, tls=tls) for _ in range(sentinels)
         ]
         self._started = False
 
@@ -214,7 +221,8 @@ class SentinelSetup(Deployment):
         return [s for s in self.servers if s is not primary and s.pid is not None]
 
     def url(self, scheme: str = "valkey+sentinel", db: int = 0) -> str:
-        """``<scheme>://127.0.0.1:s1,127.0.0.1:s2,127.0.0.1:s3/<service>/<db>``."""
+        """``<scheme>://127.0.0.1:s1,127.0.0.1:s2,127.0.0.1:s3/<service>/<db>``; for a TLS
+        setup pass ``rediss+sentinel`` or ``valkeys+sentinel`` (the URL carries no CA)."""
         seeds = ",".join(f"{s.host}:{s.port}" for s in self.sentinels)
         return f"{scheme}://{seeds}/{self.service_name}/{db}"
 

@@ -538,7 +538,8 @@ class ServerProcess(Deployment):
     Args:
         binary: The server to run.
         tls: Serve TLS only, on :attr:`port`, with these files; clients may present a
-            certificate signed by the same CA but need not. The binary must have ``tls=True``.
+            certificate signed by the same CA but need not. Replication and the cluster bus
+            use TLS too. The binary must have ``tls=True``.
         password: The ``default`` user's password (``requirepass``).
         acl_users: Extra users, ``{name: password}``, each with every right
             (``user NAME on >PASS ~* &* +@all``).
@@ -643,6 +644,10 @@ class ServerProcess(Deployment):
                 f"tls-key-file {_conf_value(str(self.tls.key))}",
                 f"tls-ca-cert-file {_conf_value(str(self.tls.ca_cert))}",
                 "tls-auth-clients optional",
+                # Replication, the cluster bus and a sentinel's links go over TLS too:
+                # there is no plain port to fall back to.
+                "tls-replication yes",
+                "tls-cluster yes",
             ]
         if self.password is not None:
             lines.append(f"requirepass {_conf_value(self.password)}")

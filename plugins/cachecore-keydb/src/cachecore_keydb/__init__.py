@@ -28,7 +28,7 @@ class KeyDBCache(ServerCache):
 
 BACKEND = cachecore.Backend(
     name="keydb",
-    schemes=("keydb", "keydbs", "keydb+cluster"),
+    schemes=("keydb", "keydbs", "keydb+cluster", "keydbs+cluster"),
     description="KeyDB via redis-py",
     cache_class=KeyDBCache,
 )

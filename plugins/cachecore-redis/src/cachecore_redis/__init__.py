@@ -23,7 +23,15 @@ class RedisCache(ServerCache):
 
 BACKEND = cachecore.Backend(
     name="redis",
-    schemes=("redis", "rediss", "unix", "redis+cluster", "redis+sentinel"),
+    schemes=(
+        "redis",
+        "rediss",
+        "unix",
+        "redis+cluster",
+        "rediss+cluster",
+        "redis+sentinel",
+        "rediss+sentinel",
+    ),
     description="Redis via redis-py",
     cache_class=RedisCache,
 )

@@ -23,7 +23,14 @@ class ValkeyCache(ServerCache):
 
 BACKEND = cachecore.Backend(
     name="valkey",
-    schemes=("valkey", "valkeys", "valkey+cluster", "valkey+sentinel"),
+    schemes=(
+        "valkey",
+        "valkeys",
+        "valkey+cluster",
+        "valkeys+cluster",
+        "valkey+sentinel",
+        "valkeys+sentinel",
+    ),
     description="Valkey via valkey-py",
     cache_class=ValkeyCache,
 )
