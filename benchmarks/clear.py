@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
-from cachecore.bench import paired_ratio, populate, raw_clear
+from cachecore.bench.harness import paired_ratio
+from cachecore.bench.workloads import populate, raw_clear
 
 SLOWLOG_LEN = 100_000
 """SLOWLOG capacity during a cell: every command of a 1,000,000-key clear fits."""

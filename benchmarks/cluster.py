@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
-from cachecore.bench import WORKLOADS, Workload, paired_ratio, populate
+from cachecore.bench.harness import paired_ratio
+from cachecore.bench.workloads import WORKLOADS, Workload, populate
 from cachecore.testing.cluster import ClusterProcess
 from cachecore.testing.servers import ServerBinary
 

@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
-from cachecore.bench import VALUE_TIMEOUT, Runner, Workload, fill_raw, key_names, str_value
+from cachecore.bench.workloads import (
+    VALUE_TIMEOUT,
+    Runner,
+    Workload,
+    fill_raw,
+    key_names,
+    str_value,
+)
 
 HOT_KEYS = 100
 """Keys of the hot set every near row reads (all of them local hits after warm-up)."""

@@ -38,13 +38,8 @@ from benchmarks import clear as clear_mod
 from benchmarks import cluster as cluster_mod
 from benchmarks import near as near_mod
 from benchmarks import report
-from cachecore.bench import (
-    WORKLOADS,
-    Runner,
-    Workload,
-    measure,
-    paired_ratio,
-)
+from cachecore.bench.harness import measure, paired_ratio
+from cachecore.bench.workloads import WORKLOADS, Runner, Workload
 from cachecore.config import redact_url
 from cachecore.redis_base import BaseRedisCache
 from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries

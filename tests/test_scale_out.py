@@ -523,20 +523,41 @@ def _ca(tls: TLSFiles) -> str:
     return "?" + urllib.parse.urlencode({"ssl_ca_certs": str(tls.ca_cert)})
 
 
+@pytest.fixture
+def tls_cluster(
+    tls_deployment: tuple[ServerBinary, str],
+    tls_files: TLSFiles,
+    cachecore_cluster: DeploymentPool[ClusterProcess],
+) -> ClusterProcess:
+    """The session's TLS-only cluster of this binary, flushed."""
+    shared = cachecore_cluster(tls_deployment[0], tls=tls_files)
+    shared.flush()
+    return shared
+
+
+@pytest.fixture
+def tls_sentinel(
+    tls_deployment: tuple[ServerBinary, str],
+    tls_files: TLSFiles,
+    cachecore_sentinel: DeploymentPool[SentinelSetup],
+) -> SentinelSetup:
+    """The session's TLS-only Sentinel setup of this binary, flushed."""
+    shared = cachecore_sentinel(tls_deployment[0], tls=tls_files)
+    shared.flush()
+    return shared
+
+
 class TestTLSClusterConformance(CacheConformance):
     """The whole suite on ``<scheme>s+cluster://``: every node serves TLS only."""
 
     @pytest.fixture
     def cache_factory(
         self,
+        tls_cluster: ClusterProcess,
         tls_deployment: tuple[ServerBinary, str],
         tls_files: TLSFiles,
-        cachecore_cluster: DeploymentPool[ClusterProcess],
     ) -> CacheFactory:
-        binary, scheme = tls_deployment
-        cluster = cachecore_cluster(binary, tls=tls_files)
-        cluster.flush()
-        return _factory(cluster.url(f"{scheme}+cluster") + _ca(tls_files))
+        return _factory(tls_cluster.url(f"{tls_deployment[1]}+cluster") + _ca(tls_files))
 
 
 class TestTLSSentinelConformance(CacheConformance):
@@ -545,53 +566,34 @@ class TestTLSSentinelConformance(CacheConformance):
     @pytest.fixture
     def cache_factory(
         self,
+        tls_sentinel: SentinelSetup,
         tls_deployment: tuple[ServerBinary, str],
         tls_files: TLSFiles,
-        cachecore_sentinel: DeploymentPool[SentinelSetup],
     ) -> CacheFactory:
-        binary, scheme = tls_deployment
-        setup = cachecore_sentinel(binary, tls=tls_files)
-        setup.flush()
-        return _factory(setup.url(f"{scheme}+sentinel") + _ca(tls_files))
+        return _factory(tls_sentinel.url(f"{tls_deployment[1]}+sentinel") + _ca(tls_files))
 
 
 class TestTLSTopology:
-    def test_plain_scheme_cannot_reach_a_tls_cluster(
-        self,
-        tls_deployment: tuple[ServerBinary, str],
-        tls_files: TLSFiles,
-        cachecore_cluster: DeploymentPool[ClusterProcess],
-    ) -> None:
-        binary, _ = tls_deployment
-        cluster = cachecore_cluster(binary, tls=tls_files)
+    def test_plain_scheme_cannot_reach_a_tls_cluster(self, tls_cluster: ClusterProcess) -> None:
         with pytest.raises(BackendError, match="cannot read the slot map"):
-            cachecore.from_url(cluster.url(f"{binary.kind}+cluster"))
+            cachecore.from_url(tls_cluster.url(f"{tls_cluster.binary.kind}+cluster"))
 
     def test_sentinel_replica_reads_over_tls(
         self,
+        tls_sentinel: SentinelSetup,
         tls_deployment: tuple[ServerBinary, str],
         tls_files: TLSFiles,
-        cachecore_sentinel: DeploymentPool[SentinelSetup],
     ) -> None:
-        binary, scheme = tls_deployment
-        setup = cachecore_sentinel(binary, tls=tls_files)
-        url = setup.url(f"{scheme}+sentinel") + _ca(tls_files) + "&read_from_replicas=true"
-        cache = cachecore.from_url(url, key_prefix="replica-tls:")
+        url = tls_sentinel.url(f"{tls_deployment[1]}+sentinel") + _ca(tls_files)
+        cache = cachecore.from_url(url + "&read_from_replicas=true", key_prefix="replica-tls:")
         assert cache._read_client is not cache._write_client
         assert cache.set_many({"a": 1, "b": 2}) == ["a", "b"]
-        setup.wait_for_replication()
+        tls_sentinel.wait_for_replication()
         assert cache.get_many("a", "b", "c") == [1, 2, None]
         assert cache.has("a") is True
 
-    def test_keydbs_cluster_is_tls(
-        self,
-        tls_deployment: tuple[ServerBinary, str],
-        tls_files: TLSFiles,
-        cachecore_cluster: DeploymentPool[ClusterProcess],
-    ) -> None:
-        binary, _ = tls_deployment
-        cluster = cachecore_cluster(binary, tls=tls_files)
-        cache = cachecore.from_url(cluster.url("keydbs+cluster") + _ca(tls_files))
+    def test_keydbs_cluster_is_tls(self, tls_cluster: ClusterProcess, tls_files: TLSFiles) -> None:
+        cache = cachecore.from_url(tls_cluster.url("keydbs+cluster") + _ca(tls_files))
         assert cache.set("k", "over tls") is True
         assert cache.get("k") == "over tls"
 
