@@ -162,36 +162,39 @@ class PooledCommands(ClientCommands):
     def call(self, *args: Any) -> Any:
         if self.metrics_on is not None and self.metrics_on():
             return super().call(*args)
-        (reply,) = self._on_connection([args])
-        if isinstance(reply, BaseException):
-            raise reply
-        return reply
+        return self._on_connection(args[0], lambda connection: self._exchange_one(connection, args))
 
     def run(self, commands: list[Command]) -> list[Any]:
         if self.metrics_on is not None and self.metrics_on():
             return super().run(commands)
-        return self._on_connection(commands)
+        replies: list[Any] = self._on_connection(
+            commands[0][0], lambda connection: self._exchange(connection, commands)
+        )
+        return replies
 
-    def _on_connection(self, commands: list[Command]) -> list[Any]:
+    def _on_connection(self, command_name: Any, exchange: Callable[[Any], Any]) -> Any:
         pool = self.pool
-        connection = pool.get_connection(commands[0][0]) if self.named else pool.get_connection()
+        connection = pool.get_connection(command_name) if self.named else pool.get_connection()
         try:
             # Retried as the client's retry says: callers send idempotent commands only.
-            replies: list[Any] = connection.retry.call_with_retry(
-                lambda: self._send_and_read(connection, commands),
-                lambda _error: connection.disconnect(),
+            return connection.retry.call_with_retry(
+                lambda: exchange(connection), lambda _error: connection.disconnect()
             )
-            return replies
         finally:
             pool.release(connection)
 
-    def _send_and_read(self, connection: Any, commands: list[Command]) -> list[Any]:
+    def _exchange_one(self, connection: Any, command: Command) -> Any:
+        # send_packed_command takes a list of buffers, one sendall() each. An error
+        # reply is raised once read, so the connection stays in step.
         pack = self.pack
-        # send_packed_command takes a list of buffers, one sendall() each.
+        packed = [pack(command)] if pack is not None else connection.pack_command(*command)
+        connection.send_packed_command(packed)
+        return connection.read_response()
+
+    def _exchange(self, connection: Any, commands: list[Command]) -> list[Any]:
+        pack = self.pack
         if pack is None:
             connection.send_packed_command(connection.pack_commands(commands))
-        elif len(commands) == 1:
-            connection.send_packed_command([pack(commands[0])])
         else:
             connection.send_packed_command([b"".join(map(pack, commands))])
         errors = response_errors()

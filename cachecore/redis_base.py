@@ -152,7 +152,8 @@ class BaseRedisCache(BaseCache):
         self._errors = client_errors()
         # A cluster refuses multi-key commands across hash slots: see _per_slot.
         self._cluster = topology.is_cluster_client(client)
-        # How get_many / set_many / delete_many send: see pooled.py.
+        # How the cache's commands are sent (straight onto the pool where the client
+        # allows): see pooled.py.
         self._writes = commands_for(client, self._cluster)
         self._reads = commands_for(self._read_client, self._cluster)
         self.description = self._describe_client(client)
@@ -266,7 +267,7 @@ class BaseRedisCache(BaseCache):
         """Return the value stored under ``key``; None if missing, undecodable or on a fault."""
         full = self._key(key)
         try:
-            data = self._read_client.execute_command("GET", full)
+            data = self._reads.call("GET", full)
         except self._errors as exc:
             return self._fault("get", exc, None)
         if data is None:
@@ -327,7 +328,7 @@ class BaseRedisCache(BaseCache):
         """
         args = self._set_args(self._key(key), self._dump(value), self._expiry(timeout))
         try:
-            return bool(self._write_client.execute_command(*args))
+            return bool(self._writes.call(*args))
         except self._errors as exc:
             return self._fault("set", exc, False)
 
@@ -338,7 +339,7 @@ class BaseRedisCache(BaseCache):
         """
         args = self._set_args(self._key(key), self._dump(value), self._expiry(timeout))
         try:
-            return bool(self._write_client.execute_command(*args, "NX"))
+            return bool(self._writes.call(*args, "NX"))
         except self._errors as exc:
             return self._fault("add", exc, False)
 
@@ -384,7 +385,7 @@ class BaseRedisCache(BaseCache):
         """
         full = self._key(key)
         try:
-            return bool(self._write_client.execute_command("UNLINK", full))
+            return bool(self._writes.call("UNLINK", full))
         except self._errors as exc:
             return self._fault("delete", exc, False)
 
@@ -410,7 +411,7 @@ class BaseRedisCache(BaseCache):
         """Whether ``key`` exists; False on a fault."""
         full = self._key(key)
         try:
-            return bool(self._read_client.execute_command("EXISTS", full))
+            return bool(self._reads.call("EXISTS", full))
         except self._errors as exc:
             return self._fault("has", exc, False)
 
@@ -507,7 +508,7 @@ class BaseRedisCache(BaseCache):
             _check_delta(delta)
         full = self._key(key)
         try:
-            return int(self._write_client.execute_command("INCRBY", full, sign * delta))
+            return int(self._writes.call("INCRBY", full, sign * delta))
         except self._errors as exc:
             return self._fault(operation, exc, None)
 

@@ -1,10 +1,11 @@
-"""Multi-key calls written straight onto the client's connection pool (``cachecore.pooled``).
+"""Cache calls written straight onto the client's connection pool (``cachecore.pooled``).
 
-``get_many``, ``set_many`` and ``delete_many`` skip the client's ``execute_command`` and
-pack their commands in C. These tests pin what that must not change for a user: keys are
-the bytes the client's own encoding makes, an error reply is a fault like any other and
-leaves the connection usable, and both client libraries work with and without the C packer.
-Real servers: the newest Valkey and the newest Redis found.
+On a plain redis-py or valkey-py client the cache skips ``execute_command`` and packs its
+commands in C. These tests pin what that must not change for a user: keys are the bytes
+the client's own encoding makes, an error reply is a fault like any other and leaves the
+connection usable, both client libraries work with and without the C packer, and whoever
+watches the client's calls (a subclass, an instrumentation library, redis-py's metrics)
+still sees every one. Real servers: the newest Valkey and the newest Redis found.
 """
 
 from __future__ import annotations
@@ -153,10 +154,28 @@ def test_error_reply_raises_with_raise_errors(
     assert cache.get("a") == 1
 
 
-# -- whoever watches the client's calls still sees the multi-key ones ---------------------
+# -- whoever watches the client's calls still sees every cache call --------------------------
 
 
-def test_a_subclass_with_its_own_execute_command_sees_every_multi_key_call(
+def _every_kind_of_call(cache: BaseRedisCache) -> None:
+    """One call of each method that sends a command, with their results checked."""
+    assert cache.set("a", 1) is True
+    assert cache.add("a", 2) is False
+    assert cache.get("a") == 1
+    assert cache.has("a") is True
+    assert cache.inc("n") == 1
+    assert cache.delete("n") is True
+    assert cache.set_many({"a": 1, "b": 2}) == ["a", "b"]
+    assert cache.get_many("a", "b") == [1, 2]
+    assert cache.delete_many("a") == ["a"]
+
+
+EVERY_COMMAND = ["SET", "SET", "GET", "EXISTS", "INCRBY", "UNLINK", "MGET", "UNLINK"]
+"""The commands :func:`_every_kind_of_call` sends through ``execute_command`` (set_many
+goes through the client's pipeline)."""
+
+
+def test_a_subclass_with_its_own_execute_command_sees_every_call(
     library: Any, server: ServerProcess
 ) -> None:
     base = library.Redis if library.__name__ == "redis" else library.Valkey
@@ -168,13 +187,11 @@ def test_a_subclass_with_its_own_execute_command_sees_every_multi_key_call(
             return super().execute_command(*args, **options)
 
     cache = BaseRedisCache(Audited(**server.client_kwargs()), key_prefix=_prefix())
-    assert cache.set_many({"a": 1, "b": 2}) == ["a", "b"]
-    assert cache.get_many("a", "b") == [1, 2]
-    assert cache.delete_many("a") == ["a"]
-    assert [name for name in seen if name in ("MGET", "UNLINK")] == ["MGET", "UNLINK"]
+    _every_kind_of_call(cache)
+    assert seen == EVERY_COMMAND
 
 
-def test_an_instrumented_client_class_sees_every_multi_key_call(
+def test_an_instrumented_client_class_sees_every_call(
     library: Any, server: ServerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As OpenTelemetry's, ddtrace's and Sentry's integrations do: wrap the class's
@@ -197,10 +214,8 @@ def test_an_instrumented_client_class_sees_every_multi_key_call(
     monkeypatch.setattr(base, "execute_command", traced)
     monkeypatch.setattr(library.client.Pipeline, "execute", traced_execute)
     cache = BaseRedisCache(base(**server.client_kwargs()), key_prefix=_prefix())
-    assert cache.set_many({"a": 1, "b": 2}) == ["a", "b"]
-    assert cache.get_many("a", "b") == [1, 2]
-    assert cache.delete_many("a") == ["a"]
-    assert seen == ["pipeline", "MGET", "UNLINK"]
+    _every_kind_of_call(cache)
+    assert seen == [*EVERY_COMMAND[:6], "pipeline", *EVERY_COMMAND[6:]]
 
 
 _METRICS_SCRIPT = """
@@ -219,6 +234,8 @@ host, port = sys.argv[1], int(sys.argv[2])
 # Built before the metrics are switched on: the switch is honoured per call.
 cache = BaseRedisCache(redis.Redis(host=host, port=port), key_prefix="metrics:")
 get_observability_instance().init(OTelConfig(metric_groups=[MetricGroup.COMMAND]))
+assert cache.set("a", 1) is True
+assert cache.get("a") == 1
 assert cache.set_many({"a": 1, "b": 2}) == ["a", "b"]
 assert cache.get_many("a", "b") == [1, 2]
 assert cache.delete_many("a", "b") == ["a", "b"]
@@ -234,7 +251,7 @@ print(" ".join(sorted(names)))
 """
 
 
-def test_redis_py_metrics_see_every_multi_key_call(server: ServerProcess) -> None:
+def test_redis_py_metrics_see_every_call(server: ServerProcess) -> None:
     # redis-py 8 records a duration per command when its OpenTelemetry metrics are on;
     # cachecore then sends through the client so each call is recorded. A subprocess:
     # OpenTelemetry's meter provider is process-global and set once.
@@ -247,4 +264,4 @@ def test_redis_py_metrics_see_every_multi_key_call(server: ServerProcess) -> Non
     )
     assert done.returncode == 0, done.stderr
     recorded = set(done.stdout.split())
-    assert {"MGET", "UNLINK"} <= recorded, recorded
+    assert {"SET", "GET", "MGET", "UNLINK"} <= recorded, recorded
