@@ -61,6 +61,21 @@ def response_errors() -> tuple[type[BaseException], ...]:
 
 
 @functools.cache
+def connection_errors() -> tuple[type[BaseException], ...]:
+    """The exception types of a refused or broken connection (not a timeout)."""
+    import redis.exceptions
+
+    errors: list[type[BaseException]] = [redis.exceptions.ConnectionError]
+    try:
+        import valkey.exceptions
+    except ImportError:
+        pass
+    else:
+        errors.append(valkey.exceptions.ConnectionError)
+    return tuple(errors)
+
+
+@functools.cache
 def c_packer() -> Packer | None:
     """hiredis' or libvalkey's ``pack_command`` (either packs str as UTF-8), or None
     when neither is installed."""
@@ -142,6 +157,45 @@ class ClientCommands:
         return list(pipe.execute(raise_on_error=False))
 
 
+class ClusterCommands(ClientCommands):
+    """Sends through a cluster client, whose pipeline gives up on every node when one
+    node refuses the connection: then each node gets its share on its own, so the
+    healthy nodes still answer (only the dead node's commands fail). A timeout is not
+    retried that way: a hung node would cost a second timeout."""
+
+    __slots__ = ()
+
+    def run(self, commands: list[Command]) -> list[Any]:
+        """As :meth:`ClientCommands.run`; each command's keys must share a hash slot.
+        A command sent to a node that failed comes back as that node's exception."""
+        try:
+            return super().run(commands)
+        except connection_errors():
+            return self._node_by_node(commands)
+
+    def _node_by_node(self, commands: list[Command]) -> list[Any]:
+        from cachecore.redis_base import client_errors
+        from cachecore.topology import node_client
+
+        cluster = self.client
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for index, command in enumerate(commands):
+            node = cluster.get_node_from_key(command[1])
+            by_node.setdefault(node.name, (node, []))[1].append(index)
+        replies: list[Any] = [None] * len(commands)
+        for node, indexes in by_node.values():
+            try:
+                pipe = node_client(cluster, node).pipeline(transaction=False)
+                for index in indexes:
+                    pipe.execute_command(*commands[index])
+                results = list(pipe.execute(raise_on_error=False))
+            except client_errors() as exc:
+                results = [exc] * len(indexes)
+            for index, result in zip(indexes, results, strict=True):
+                replies[index] = result
+        return replies
+
+
 class PooledCommands(ClientCommands):
     """Sends on one connection of the client's pool, packed in C where the client
     encodes as UTF-8. Replies are bare: no response callbacks (``SET`` answers
@@ -216,14 +270,16 @@ def _is_redis_py(client: Any) -> bool:
 
 def commands_for(client: Any, cluster: bool) -> ClientCommands:
     """How to send ``client``'s commands: :class:`PooledCommands` for a plain redis-py
-    or valkey-py client with a connection pool; :class:`ClientCommands` for a cluster
-    client (see ``BaseRedisCache._per_slot``), a single-connection client, any wrapper
+    or valkey-py client with a connection pool; :class:`ClusterCommands` for a cluster
+    client (see ``BaseRedisCache._per_slot``); :class:`ClientCommands` for a
+    single-connection client, any wrapper
     or subclass with its own ``execute_command``, an instrumented client class, and
     redis-py's client-side caching (whose connections answer some reads locally)."""
+    if cluster:
+        return ClusterCommands(client)
     pool = getattr(client, "connection_pool", None)
     if (
-        cluster
-        or pool is None
+        pool is None
         or not _own_execute_command(client)
         or getattr(client, "connection", None) is not None
         or getattr(pool, "cache", None) is not None

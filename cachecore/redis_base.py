@@ -15,7 +15,7 @@ from typing import Any, NoReturn, Self, TypeVar
 from cachecore import topology
 from cachecore.base import BaseCache
 from cachecore.errors import BackendError, ValueTooLargeError
-from cachecore.pooled import commands_for
+from cachecore.pooled import ClientCommands, commands_for
 from cachecore.serializers import PickleSerializer
 from cachecore.timeouts import to_seconds
 from cachecore.types import KeyPrefix, Serializer, Timeout
@@ -284,7 +284,8 @@ class BaseRedisCache(BaseCache):
         """Return the values of ``keys`` in order (one MGET; on a cluster one MGET per hash
         slot, pipelined: one round trip per node); None for missing ones.
 
-        On a fault every entry is None.
+        On a fault every entry is None. On a cluster where a node refuses connections,
+        only that node's keys read as None (with one warning).
         """
         if not keys:
             return []
@@ -292,11 +293,16 @@ class BaseRedisCache(BaseCache):
         try:
             if self._cluster:
                 values: list[Any] = [None] * len(full)
-                for positions, reply in self._per_slot(
-                    self._read_client, "MGET", full, self._prefix()
-                ):
+                failure: BaseException | None = None
+                unread = 0
+                for positions, reply in self._per_slot(self._reads, "MGET", full):
+                    if isinstance(reply, BaseException):  # that node failed: misses
+                        failure, unread = reply, unread + len(positions)
+                        continue
                     for position, data in zip(positions, reply, strict=True):
                         values[position] = data
+                if failure is not None:
+                    self._partial("get_many", "read", len(keys) - unread, len(keys), failure)
             else:
                 values = self._reads.call("MGET", *full)
         except self._errors as exc:
@@ -366,16 +372,7 @@ class BaseRedisCache(BaseCache):
         if len(stored) != len(keys):
             failure = next(r for r in results if r not in _OK_REPLIES)
             if isinstance(failure, BaseException):
-                if self.raise_errors:
-                    self._raise("set_many", failure)
-                log.warning(
-                    "cachecore: set_many stored %d of %d keys on %r: %s: %s",
-                    len(stored),
-                    len(keys),
-                    self,
-                    type(failure).__name__,
-                    failure,
-                )
+                self._partial("set_many", "stored", len(stored), len(keys), failure)
         return stored
 
     def delete(self, key: str) -> bool:
@@ -393,19 +390,27 @@ class BaseRedisCache(BaseCache):
         """Delete ``keys`` in one command (on a cluster, one per hash slot, pipelined).
 
         :returns: the keys no longer in the cache (all of them once the command
-            succeeded, in the order given); [] on a fault.
+            succeeded, in the order given); [] on a fault; on a cluster where a node
+            refuses connections, the keys of the other nodes (with one warning).
         """
         if not keys:
             return []
         full = self._keys(keys)
         try:
             if self._cluster:
-                self._per_slot(self._write_client, "UNLINK", full, self._prefix())
+                results = self._per_slot(self._writes, "UNLINK", full)
             else:
                 self._writes.call("UNLINK", *full)
+                return list(keys)
         except self._errors as exc:
             return self._fault("delete_many", exc, [])
-        return list(keys)
+        gone = sorted(
+            p for positions, r in results if not isinstance(r, BaseException) for p in positions
+        )
+        if len(gone) < len(keys):  # a node failed: its keys may still be there
+            failure = next(r for _, r in results if isinstance(r, BaseException))
+            self._partial("delete_many", "deleted", len(gone), len(keys), failure)
+        return [keys[p] for p in gone]
 
     def has(self, key: str) -> bool:
         """Whether ``key`` exists; False on a fault."""
@@ -468,24 +473,44 @@ class BaseRedisCache(BaseCache):
             deleted += sum(int(n) for n in pipe.execute())
         return deleted
 
-    @staticmethod
     def _per_slot(
-        client: Any, command: str, keys: list[str], prefix: str
+        self, commands: ClientCommands, command: str, keys: list[str]
     ) -> list[tuple[list[int], Any]]:
         """Run the multi-key ``command`` on a cluster once per hash slot of ``keys``, all in
         one pipeline (the client writes each node its share, then reads the replies: about
-        one round trip per node). Returns (positions in ``keys``, reply) per slot."""
-        if has_hash_tag(prefix):  # every key hashes on the prefix's tag: one slot
-            return [(list(range(len(keys))), client.execute_command(command, *keys))]
+        one round trip per node). Returns (positions in ``keys``, reply) per slot; the
+        slots of a node that refused the connection get its exception as their reply
+        (see :class:`~cachecore.pooled.ClusterCommands`)."""
+        if has_hash_tag(self._prefix()):  # every key hashes on the prefix's tag: one slot
+            return [(list(range(len(keys))), commands.call(command, *keys))]
+        keyslot = commands.client.keyslot
         groups: dict[int, list[int]] = {}
         for position, key in enumerate(keys):
-            groups.setdefault(client.keyslot(key), []).append(position)
+            groups.setdefault(keyslot(key), []).append(position)
         if len(groups) == 1:
-            return [(list(range(len(keys))), client.execute_command(command, *keys))]
-        pipe = client.pipeline(transaction=False)
-        for positions in groups.values():
-            pipe.execute_command(command, *[keys[p] for p in positions])
-        return list(zip(groups.values(), pipe.execute(), strict=True))
+            return [(list(range(len(keys))), commands.call(command, *keys))]
+        replies = commands.run(
+            [(command, *[keys[p] for p in positions]) for positions in groups.values()]
+        )
+        return list(zip(groups.values(), replies, strict=True))
+
+    def _partial(
+        self, operation: str, done: str, count: int, total: int, failure: BaseException
+    ) -> None:
+        """Report a multi-key call that reached only ``count`` of its ``total`` keys:
+        a warning, or :class:`BackendError` with ``raise_errors``."""
+        if self.raise_errors:
+            self._raise(operation, failure)
+        log.warning(
+            "cachecore: %s %s %d of %d keys on %r: %s: %s",
+            operation,
+            done,
+            count,
+            total,
+            self,
+            type(failure).__name__,
+            failure,
+        )
 
     def inc(self, key: str, delta: int = 1) -> int | None:
         """Atomically add ``delta`` (INCRBY); a missing key starts from 0.

@@ -304,6 +304,68 @@ class TestSentinelSemantics:
         assert [n["keys"] for n in nodes] == [2, 2]
 
 
+# -- a dead node: the other nodes still answer multi-key calls ---------------------------
+
+
+def test_multi_key_calls_reach_the_nodes_that_are_up(
+    deployment: tuple[ServerBinary, str],
+    cachecore_cluster: DeploymentPool[ClusterProcess],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No replicas: the dead primary's slots stay down, so every call below meets it.
+    binary, scheme = deployment
+    cluster = cachecore_cluster(binary, fresh=True, replicas_per_primary=0)
+    try:
+        url = cluster.url(f"{scheme}+cluster")
+        cache = cachecore.from_url(url, key_prefix="dead:")
+        mapping = {f"k{i}": i for i in range(60)}
+        assert cache.set_many(mapping) == list(mapping)
+        victim = cluster.primaries()[0]
+        victim_slots = cluster.slots_of(victim)
+        keyslot = cache._write_client.keyslot
+
+        def alive(key: str) -> bool:
+            slot = keyslot(cache._key(key))
+            return not any(a <= slot <= b for a, b in victim_slots)
+
+        up = [k for k in mapping if alive(k)]
+        assert 0 < len(up) < len(mapping)
+        cluster.kill(victim)
+
+        def one_warning(call: Callable[[], Any]) -> tuple[Any, str]:
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="cachecore"):
+                result = call()
+            messages = [r.getMessage() for r in caplog.records if r.name == "cachecore"]
+            assert len(messages) == 1, messages
+            return result, messages[0]
+
+        got, message = one_warning(lambda: cache.get_many(*mapping))
+        assert got == [mapping[k] if k in up else None for k in mapping]
+        assert f"get_many read {len(up)} of {len(mapping)} keys" in message
+        fresh = {k: -v for k, v in mapping.items()}
+        stored, message = one_warning(lambda: cache.set_many(fresh))
+        assert stored == up
+        assert f"set_many stored {len(up)} of {len(mapping)} keys" in message
+        assert cache.get_many(*up) == [fresh[k] for k in up]
+        deleted, message = one_warning(lambda: cache.delete_many(*mapping))
+        assert deleted == up
+        assert f"delete_many deleted {len(up)} of {len(mapping)} keys" in message
+        assert cache.get_many(*up) == [None] * len(up)
+
+        strict = cachecore.from_url(url, key_prefix="dead:", raise_errors=True)
+        calls: list[tuple[str, Callable[[], Any]]] = [
+            ("get_many", lambda: strict.get_many(*mapping)),
+            ("set_many", lambda: strict.set_many(mapping)),
+            ("delete_many", lambda: strict.delete_many(*mapping)),
+        ]
+        for name, call in calls:
+            with pytest.raises(BackendError, match=name):
+                call()
+    finally:
+        cluster.close()
+
+
 # -- failover ------------------------------------------------------------------------------
 
 
