@@ -44,35 +44,31 @@ def plain_clients() -> dict[type, str]:
     return classes
 
 
-@functools.cache
-def response_errors() -> tuple[type[BaseException], ...]:
-    """The exception types of an error reply (``-ERR ...``), which leaves the connection
-    usable, unlike a connection or timeout error."""
+def _in_both_libraries(name: str) -> tuple[type[BaseException], ...]:
+    """redis-py's exception class ``name``, and valkey-py's when it is installed."""
     import redis.exceptions
 
-    errors: list[type[BaseException]] = [redis.exceptions.ResponseError]
+    found: list[type[BaseException]] = [getattr(redis.exceptions, name)]
     try:
         import valkey.exceptions
     except ImportError:
         pass
     else:
-        errors.append(valkey.exceptions.ResponseError)
-    return tuple(errors)
+        found.append(getattr(valkey.exceptions, name))
+    return tuple(found)
+
+
+@functools.cache
+def response_errors() -> tuple[type[BaseException], ...]:
+    """The exception types of an error reply (``-ERR ...``), which leaves the connection
+    usable, unlike a connection or timeout error."""
+    return _in_both_libraries("ResponseError")
 
 
 @functools.cache
 def connection_errors() -> tuple[type[BaseException], ...]:
     """The exception types of a refused or broken connection (not a timeout)."""
-    import redis.exceptions
-
-    errors: list[type[BaseException]] = [redis.exceptions.ConnectionError]
-    try:
-        import valkey.exceptions
-    except ImportError:
-        pass
-    else:
-        errors.append(valkey.exceptions.ConnectionError)
-    return tuple(errors)
+    return _in_both_libraries("ConnectionError")
 
 
 @functools.cache
