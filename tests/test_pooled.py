@@ -49,9 +49,13 @@ def library(request: pytest.FixtureRequest) -> Any:
     return pytest.importorskip(request.param)
 
 
+def _client_class(library: Any) -> Any:
+    """``redis.Redis`` or ``valkey.Valkey``."""
+    return library.Redis if library.__name__ == "redis" else library.Valkey
+
+
 def _client(library: Any, server: ServerProcess, **options: Any) -> Any:
-    client_class = library.Redis if library.__name__ == "redis" else library.Valkey
-    return client_class(**server.client_kwargs(), **options)
+    return _client_class(library)(**server.client_kwargs(), **options)
 
 
 def _prefix() -> str:
@@ -67,8 +71,7 @@ def _python_packer_client(library: Any, server: ServerProcess, encoding: str) ->
     pool = library.ConnectionPool(
         **server.client_kwargs(), encoding=encoding, command_packer=packer
     )
-    client_class = library.Redis if library.__name__ == "redis" else library.Valkey
-    return client_class(connection_pool=pool)
+    return _client_class(library)(connection_pool=pool)
 
 
 def test_keys_are_encoded_as_the_client_says(library: Any, server: ServerProcess) -> None:
@@ -178,7 +181,7 @@ goes through the client's pipeline)."""
 def test_a_subclass_with_its_own_execute_command_sees_every_call(
     library: Any, server: ServerProcess
 ) -> None:
-    base = library.Redis if library.__name__ == "redis" else library.Valkey
+    base = _client_class(library)
     seen: list[str] = []
 
     class Audited(base):  # type: ignore[misc, valid-type]
@@ -196,7 +199,7 @@ def test_an_instrumented_client_class_sees_every_call(
 ) -> None:
     # As OpenTelemetry's, ddtrace's and Sentry's integrations do: wrap the class's
     # execute_command (and the pipeline's execute) in place.
-    base = library.Redis if library.__name__ == "redis" else library.Valkey
+    base = _client_class(library)
     seen: list[str] = []
     original = base.execute_command
     original_execute = library.client.Pipeline.execute

@@ -23,6 +23,7 @@ other slots keep serving, which is what a cache wants (see ``docs/scaling-out.md
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import time
 from collections.abc import Iterable
@@ -45,7 +46,6 @@ SLOTS = 16384
 """Hash slots of a Redis Cluster."""
 
 _BUS_PORT_OFFSET = 10000
-_POLL = 0.02
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,8 @@ class ClusterProcess(Deployment):
             binary must be built with TLS. Connect with ``rediss+cluster://`` or
             ``valkeys+cluster://`` and ``ssl_ca_certs``.
     """
+
+    poll_interval = 0.02
 
     def __init__(
         self,
@@ -226,7 +228,7 @@ class ClusterProcess(Deployment):
                 self._wait(
                     deadline,
                     f"a replica to follow {primary.port}",
-                    lambda c=client, p=primary: self._replicate(c, p),
+                    functools.partial(self._replicate, client, primary),
                 )
             self._wait(deadline, "cluster_state:ok with every replica in sync", self.healthy)
         finally:
@@ -271,12 +273,6 @@ class ClusterProcess(Deployment):
             live = [n for n in view if not n.failed]
             views.add(tuple(sorted((n.port, n.is_primary, n.slots) for n in live)))
         return len(views) == 1
-
-    def _wait(self, deadline: float, what: str, condition: Any) -> None:
-        while not condition():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self!r}: timed out waiting for {what}")
-            time.sleep(_POLL)
 
     def stop(self) -> None:
         """Stop every node (their directories stay until :meth:`close`)."""

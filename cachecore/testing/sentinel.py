@@ -27,8 +27,6 @@ from cachecore.testing.servers import Deployment, ServerBinary, ServerProcess, T
 
 __all__ = ["SentinelProcess", "SentinelSetup"]
 
-_POLL = 0.05
-
 
 class SentinelProcess(ServerProcess):
     """A server binary run as a sentinel (``<binary> <conf> --sentinel``).
@@ -176,12 +174,6 @@ class SentinelSetup(Deployment):
             except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
                 return False
         return len(addresses) == 1
-
-    def _wait(self, deadline: float, what: str, condition: Any) -> None:
-        while not condition():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self!r}: timed out waiting for {what}")
-            time.sleep(_POLL)
 
     def stop(self) -> None:
         """Stop every process (directories stay until :meth:`close`)."""

@@ -528,6 +528,17 @@ class Deployment:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    poll_interval: float = 0.05
+    """Seconds between two checks in :meth:`_wait`."""
+
+    def _wait(self, deadline: float, what: str, condition: Callable[[], bool]) -> None:
+        """Return once ``condition()`` holds; raise ``RuntimeError`` naming ``what`` once
+        ``time.monotonic()`` passes ``deadline``."""
+        while not condition():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self!r}: timed out waiting for {what}")
+            time.sleep(self.poll_interval)
+
 
 class ServerProcess(Deployment):
     """One real server on 127.0.0.1, on a free port (never 6379), in its own temp dir.
