@@ -341,11 +341,13 @@ class BaseRedisCache(BaseCache):
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` only if ``key`` does not exist, atomically (one ``SET NX``).
 
-        :returns: True if stored; False if the key exists or on a backend fault.
+        :returns: True if stored; False if the key exists or on a backend fault. Never
+            retried once sent: if the connection breaks before the reply arrives, the
+            result is a fault (False, with a warning) although the value may be stored.
         """
         args = self._set_args(self._key(key), self._dump(value), self._expiry(timeout))
         try:
-            return bool(self._writes.call(*args, "NX"))
+            return bool(self._writes.call_once(*args, "NX"))
         except self._errors as exc:
             return self._fault("add", exc, False)
 
@@ -378,11 +380,12 @@ class BaseRedisCache(BaseCache):
     def delete(self, key: str) -> bool:
         """Delete ``key`` (UNLINK: the server frees memory in the background).
 
-        :returns: True if the key existed and was deleted; False if not or on a fault.
+        :returns: True if the key existed and was deleted; False if not or on a fault
+            (never retried once sent: after a lost reply the key may be gone).
         """
         full = self._key(key)
         try:
-            return bool(self._writes.call("UNLINK", full))
+            return bool(self._writes.call_once("UNLINK", full))
         except self._errors as exc:
             return self._fault("delete", exc, False)
 
@@ -516,6 +519,8 @@ class BaseRedisCache(BaseCache):
         """Atomically add ``delta`` (INCRBY); a missing key starts from 0.
 
         :returns: the new value; None on a fault or if the stored value is not an integer.
+            Never retried once sent, so never applied twice: after a lost reply the
+            result is None although the server may have applied ``delta`` once.
         :raises TypeError: ``delta`` is not an int.
         """
         return self._incrby("inc", key, delta, 1)
@@ -533,7 +538,7 @@ class BaseRedisCache(BaseCache):
             _check_delta(delta)
         full = self._key(key)
         try:
-            return int(self._writes.call("INCRBY", full, sign * delta))
+            return int(self._writes.call_once("INCRBY", full, sign * delta))
         except self._errors as exc:
             return self._fault(operation, exc, None)
 
