@@ -282,6 +282,7 @@ def test_loading_server_reads_as_miss_then_recovers(
                 assert time.monotonic() < deadline, "the server never listened"
                 time.sleep(0.005)
         cache = open_cache(loading, target, key_prefix=prefix)
+        breaker = open_cache(loading, target, key_prefix=prefix, circuit_breaker_threshold=1)
         started = time.monotonic()
         for call, fault_value in [
             (lambda: cache.get("k"), None),
@@ -295,11 +296,17 @@ def test_loading_server_reads_as_miss_then_recovers(
             assert "BusyLoadingError" in message, message
             assert "loading the dataset" in message, message
         assert time.monotonic() - started < 1.0, "a LOADING reply must not wait"
+        # LOADING is the server answering: it never opens the circuit breaker.
+        for _ in range(3):
+            result, message = call_and_one_warning(caplog, lambda: breaker.get("k"))
+            assert result is None and "BusyLoadingError" in message, message
+        assert breaker.client.state == "closed"
         starter.join(15)
         assert loading.pid is not None
         # Same cache object, no reconnect needed by the caller.
         assert cache.get("k") == {"v": 1}
         assert cache.set("new", 1) is True
+        assert breaker.get("k") == {"v": 1}
     finally:
         loading.close()
 
