@@ -14,7 +14,7 @@ from typing import Any, NoReturn, Self, TypeVar
 
 from cachecore import topology
 from cachecore.base import BaseCache
-from cachecore.errors import BackendError, ValueTooLargeError
+from cachecore.errors import BackendError, ConnectionCheckError, ValueTooLargeError
 from cachecore.pooled import ClientCommands, commands_for
 from cachecore.serializers import PickleSerializer
 from cachecore.timeouts import to_seconds
@@ -114,8 +114,9 @@ class BaseRedisCache(BaseCache):
         that reads from replicas. Default: ``client``.
     :param ignore_delete_many_errors: accepted for cachelib compatibility; cachecore's
         ``delete_many`` deletes all keys in one command, so there is no partial failure.
-    :param check_connection: PING the server now and raise :class:`BackendError` if it
-        does not answer (cachelib raises RuntimeError; BackendError is a different type).
+    :param check_connection: PING the server now and raise
+        :class:`~cachecore.errors.ConnectionCheckError` (a :class:`BackendError` and a
+        ``RuntimeError``, as cachelib raises) if it does not answer.
     """
 
     serializer: Serializer = PickleSerializer()
@@ -161,7 +162,7 @@ class BaseRedisCache(BaseCache):
             try:
                 client.execute_command("PING")
             except self._errors as exc:
-                raise BackendError(f"cannot reach the server of {self!r}: {exc}") from exc
+                raise ConnectionCheckError(f"cannot reach the server of {self!r}: {exc}") from exc
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from cachecore import BackendError, BaseRedisCache, ValueTooLargeError
 from cachecore.testing.proxy import FaultProxy
 from cachecore.testing.pytest_plugin import ServerPool
 from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
+from cachecore.timeouts import MAX_TIMEOUT
 
 # -- targets: the newest Valkey and the newest Redis, each through its own plugin ----------
 
@@ -717,3 +718,49 @@ def test_hundred_megabyte_value_round_trips(cachecore_servers: ServerPool) -> No
     elapsed = time.monotonic() - started
     assert cache.delete("huge") is True
     assert elapsed < 20, elapsed
+
+
+# -- cachelib compatibility and call-time errors ------------------------------------------
+
+
+def _refused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # nothing listens once closed
+
+
+def test_check_connection_failure_is_a_runtime_error_as_in_cachelib() -> None:
+    from cachecore_redis import RedisCache
+    from cachecore_valkey import ValkeyCache
+
+    port = _refused_port()
+    for cache_class in (RedisCache, ValkeyCache):
+        try:  # the way code written for cachelib 0.17 catches it
+            cache_class(host="127.0.0.1", port=port, check_connection=True)
+        except RuntimeError as exc:
+            assert isinstance(exc, BackendError), cache_class
+            assert isinstance(exc, cachecore.ConnectionCheckError)
+            assert "cannot reach" in str(exc)
+        else:
+            pytest.fail(f"{cache_class.__name__} did not raise")
+
+
+def test_timeout_past_max_timeout_raises_before_sending(
+    target: Target, shared: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = open_cache(shared, target)
+    with caplog.at_level(logging.WARNING, logger="cachecore"):
+        # The largest accepted timeout reaches the server and is kept.
+        assert cache.set("max", 1, timeout=MAX_TIMEOUT) is True
+        for too_long in (MAX_TIMEOUT + 1, 9_300_000_000_000_000):
+            for store in (
+                functools.partial(cache.set, "k", 1, timeout=too_long),
+                functools.partial(cache.add, "k", 1, timeout=too_long),
+                functools.partial(cache.set_many, {"k": 1}, timeout=too_long),
+            ):
+                with pytest.raises(ValueError, match="timeout must be at most"):
+                    store()
+    assert cachecore_warnings(caplog) == []  # a programming error, not a fault
+    assert stored_keys(shared, cache) == {"max"}
+    with shared.client() as admin:
+        assert admin.ttl(cache._key("max")) > MAX_TIMEOUT - 10
