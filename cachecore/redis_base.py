@@ -14,7 +14,7 @@ from typing import Any, NoReturn, Self, TypeVar
 
 from cachecore import topology
 from cachecore.base import BaseCache
-from cachecore.errors import BackendError, ValueTooLargeError
+from cachecore.errors import BackendError, ConnectionCheckError, ValueTooLargeError
 from cachecore.pooled import ClientCommands, commands_for
 from cachecore.serializers import PickleSerializer
 from cachecore.timeouts import to_seconds
@@ -114,8 +114,9 @@ class BaseRedisCache(BaseCache):
         that reads from replicas. Default: ``client``.
     :param ignore_delete_many_errors: accepted for cachelib compatibility; cachecore's
         ``delete_many`` deletes all keys in one command, so there is no partial failure.
-    :param check_connection: PING the server now and raise :class:`BackendError` if it
-        does not answer (cachelib raises RuntimeError; BackendError is a different type).
+    :param check_connection: PING the server now and raise
+        :class:`~cachecore.errors.ConnectionCheckError` (a :class:`BackendError` and a
+        ``RuntimeError``, as cachelib raises) if it does not answer.
     """
 
     serializer: Serializer = PickleSerializer()
@@ -161,7 +162,7 @@ class BaseRedisCache(BaseCache):
             try:
                 client.execute_command("PING")
             except self._errors as exc:
-                raise BackendError(f"cannot reach the server of {self!r}: {exc}") from exc
+                raise ConnectionCheckError(f"cannot reach the server of {self!r}: {exc}") from exc
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -341,11 +342,13 @@ class BaseRedisCache(BaseCache):
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` only if ``key`` does not exist, atomically (one ``SET NX``).
 
-        :returns: True if stored; False if the key exists or on a backend fault.
+        :returns: True if stored; False if the key exists or on a backend fault. Never
+            retried once sent: if the connection breaks before the reply arrives, the
+            result is a fault (False, with a warning) although the value may be stored.
         """
         args = self._set_args(self._key(key), self._dump(value), self._expiry(timeout))
         try:
-            return bool(self._writes.call(*args, "NX"))
+            return bool(self._writes.call_once(*args, "NX"))
         except self._errors as exc:
             return self._fault("add", exc, False)
 
@@ -378,11 +381,12 @@ class BaseRedisCache(BaseCache):
     def delete(self, key: str) -> bool:
         """Delete ``key`` (UNLINK: the server frees memory in the background).
 
-        :returns: True if the key existed and was deleted; False if not or on a fault.
+        :returns: True if the key existed and was deleted; False if not or on a fault
+            (never retried once sent: after a lost reply the key may be gone).
         """
         full = self._key(key)
         try:
-            return bool(self._writes.call("UNLINK", full))
+            return bool(self._writes.call_once("UNLINK", full))
         except self._errors as exc:
             return self._fault("delete", exc, False)
 
@@ -516,6 +520,8 @@ class BaseRedisCache(BaseCache):
         """Atomically add ``delta`` (INCRBY); a missing key starts from 0.
 
         :returns: the new value; None on a fault or if the stored value is not an integer.
+            Never retried once sent, so never applied twice: after a lost reply the
+            result is None although the server may have applied ``delta`` once.
         :raises TypeError: ``delta`` is not an int.
         """
         return self._incrby("inc", key, delta, 1)
@@ -533,7 +539,7 @@ class BaseRedisCache(BaseCache):
             _check_delta(delta)
         full = self._key(key)
         try:
-            return int(self._writes.call("INCRBY", full, sign * delta))
+            return int(self._writes.call_once("INCRBY", full, sign * delta))
         except self._errors as exc:
             return self._fault(operation, exc, None)
 
