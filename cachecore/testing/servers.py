@@ -694,7 +694,7 @@ class ServerProcess(Deployment):
     # ---------------------------------------------------------------- lifecycle
 
     def start(self, timeout: float = 10.0) -> None:
-        """Start the server and return once it answers ``PING``.
+        """Start the server and return once it answers ``PING`` and has loaded its dataset.
 
         Does nothing if it is already running. If the chosen port was taken meanwhile, a new one
         is picked (only on the first start: :meth:`restart` keeps the port).
@@ -791,7 +791,9 @@ class ServerProcess(Deployment):
                         f"{self._log_tail()}"
                     )
                 try:
-                    if client.ping():
+                    # KeyDB answers PING while it loads its dataset, where Redis and Valkey
+                    # reply LOADING (a ConnectionError to redis-py): ask whether it loads.
+                    if client.ping() and not client.info("persistence").get("loading"):
                         return
                 except redis.AuthenticationError as exc:
                     self.kill()
