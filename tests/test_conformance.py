@@ -6,7 +6,7 @@ from __future__ import annotations
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from helpers import absent_reason
@@ -27,6 +27,9 @@ from cachecore.testing.servers import (
     make_tls_files,
     newest_server_binary,
 )
+
+if TYPE_CHECKING:
+    from _pytest.mark import ParameterSet
 
 
 def _factory(url: str) -> CacheFactory:
@@ -95,13 +98,20 @@ Sentinel costs about a minute for code paths the rows above and test_scale_out.p
 deployments already cover."""
 
 
+KEYDB = newest_server_binary("keydb")
+
+
+def _keydb_params(topologies: list[str]) -> list[ParameterSet]:
+    # Without KeyDB each skips, saying why (a skip mark: the summary folds them in one line).
+    marks = [pytest.mark.skip(reason=absent_reason("keydb"))] if KEYDB is None else []
+    return [pytest.param(topology, id=topology, marks=marks) for topology in topologies]
+
+
 @pytest.fixture(scope="module")
 def keydb_binary() -> ServerBinary:
-    """The newest KeyDB binary; skips, saying why, when there is none."""
-    binary = newest_server_binary("keydb")
-    if binary is None:
-        pytest.skip(absent_reason("keydb"))
-    return binary
+    """The newest KeyDB binary (only asked for when there is one: see ``_keydb_params``)."""
+    assert KEYDB is not None
+    return KEYDB
 
 
 @pytest.fixture
@@ -142,7 +152,7 @@ def keydb_url(
     return _with_ca(url, tls_files) if options else url
 
 
-@pytest.mark.parametrize("topology", KEYDB_SUITE_TOPOLOGIES, indirect=True)
+@pytest.mark.parametrize("topology", _keydb_params(KEYDB_SUITE_TOPOLOGIES), indirect=True)
 class TestKeyDBTopologies(CacheConformance):
     """The whole suite on KeyDB over TLS, as a cluster, and behind Sentinel."""
 
@@ -151,7 +161,7 @@ class TestKeyDBTopologies(CacheConformance):
         return _factory(keydb_url)
 
 
-@pytest.mark.parametrize("topology", KEYDB_SMOKE_TOPOLOGIES, indirect=True)
+@pytest.mark.parametrize("topology", _keydb_params(KEYDB_SMOKE_TOPOLOGIES), indirect=True)
 def test_keydb_tls_cluster_and_sentinel(keydb_url: str) -> None:
     """Multi-key calls across slots, atomic add and inc, clear, over TLS."""
     cache = cachecore.from_url(keydb_url, key_prefix="smoke:")
