@@ -47,8 +47,7 @@ def _fresh_registry() -> None:
     scope="session",
     params=[
         *(pytest.param(b, id=b.id) for b in BINARIES),
-        # A mark, not pytest.skip() in the fixture: the summary then folds these into one
-        # line per file.
+        # A skip mark rather than pytest.skip() in the fixture: pytest's summary folds those.
         *(
             pytest.param(None, id=f"{kind}-absent", marks=pytest.mark.skip(absent_reason(kind)))
             for kind in _ABSENT_KINDS

@@ -322,10 +322,10 @@ def discover_server_binaries(environ: Mapping[str, str] | None = None) -> list[S
         try:
             runnable = _runnable(path)
             kind, version = _read_version(runnable)
-        except PermissionError:
+        except PermissionError as exc:
             if expected_kind is not None:
-                raise
-            warnings.warn(f"skipping server binary from {source}: {path} cannot run", stacklevel=2)
+                raise PermissionError(f"{source}: {exc}") from exc
+            warnings.warn(f"skipping server binary from {source}: {exc}", stacklevel=2)
             continue
         except RuntimeError as exc:
             if expected_kind is not None:
