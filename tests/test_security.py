@@ -1,7 +1,7 @@
 """Security: forged and tampered payloads, signing keys, credentials, key-prefix isolation.
 
-Against real servers (the newest Valkey and the newest Redis found, each through its
-own plugin); ``memory://`` only where the server plays no part. The conformance suite
+Against real servers (the newest Valkey, Redis and KeyDB found, each through its own
+plugin); ``memory://`` only where the server plays no part. The conformance suite
 already shows a forged pickle is not run under ``json`` and ``signed``; this adds
 msgpack, signing with compression, logging of rejected signatures, key rotation,
 credential redaction everywhere a message can carry it, and prefixes that overlap.
@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import pytest
+from helpers import Target, cachecore_warnings, newest_targets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,28 +30,11 @@ from cachecore import (
 )
 from cachecore.testing.conformance import FORGERY_SINK, forged_pickle
 from cachecore.testing.pytest_plugin import ServerPool
-from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
+from cachecore.testing.servers import ServerProcess
 
 # -- targets ------------------------------------------------------------------------------
 
-
-class Target(NamedTuple):
-    binary: ServerBinary
-    scheme: str
-
-
-def _newest(kind: str) -> ServerBinary | None:
-    found = [b for b in find_server_binaries() if b.kind == kind]
-    if not found:
-        return None
-    return max(found, key=lambda b: [int(p) for p in b.version.split(".") if p.isdigit()])
-
-
-TARGETS = [
-    pytest.param(Target(binary, scheme), id=f"{binary.id}-{scheme}")
-    for kind, scheme in (("valkey", "valkey"), ("redis", "redis"))
-    if (binary := _newest(kind)) is not None
-]
+TARGETS = newest_targets("valkey", "redis", "keydb")
 
 
 @pytest.fixture(scope="module", params=TARGETS)
@@ -77,14 +61,6 @@ def raw_get(cache: BaseRedisCache, key: str) -> bytes:
     data = cache._write_client.execute_command("GET", cache._key(key))
     assert isinstance(data, bytes)
     return data
-
-
-def cachecore_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "cachecore" and r.levelno >= logging.WARNING
-    ]
 
 
 SECRET = "current-signing-key-0123456789"
