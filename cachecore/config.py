@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import os
 import tomllib
-import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from cachecore import plugins
-from cachecore.errors import ConfigurationError
+from cachecore.errors import ConfigurationError, OptionTypeError
 from cachecore.options import CACHE_OPTIONS, CLIENT_OPTIONS, split_options
+from cachecore.redaction import redact_url
 from cachecore.redis_base import BaseRedisCache
 from cachecore.serializers import CompressedSerializer, SignedSerializer
 from cachecore.types import Serializer
+from cachecore.urls import split_query
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 DEFAULT_URL = "memory://"
 ENV_URL = "CACHECORE_URL"
@@ -35,32 +39,6 @@ class ResolvedConfig:
     url: str
     options: dict[str, Any] = field(default_factory=dict)
     source: str = ""
-
-
-SECRET_QUERY_OPTIONS = frozenset({"password", "secret_key", "old_secret_keys", "ssl_password"})
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password and secret query options replaced by ``***``.
-
-    Safe for logs, ``repr`` and error messages.
-    """
-    base, sep, query = url.partition("?")
-    if sep:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        query = "&".join(
-            f"{name}={'***' if name in SECRET_QUERY_OPTIONS else value}" for name, value in pairs
-        )
-    scheme, has_scheme, rest = base.partition("://")
-    if not has_scheme and "@" in base:
-        # Not a URL we can parse: hide anything that may be credentials.
-        return "***@" + base.rpartition("@")[2] + (f"?{query}" if sep else "")
-    if has_scheme and "@" in rest.partition("/")[0]:
-        userinfo, _, hostpart = rest.partition("@")
-        user, has_password, _ = userinfo.partition(":")
-        if has_password:
-            rest = f"{user}:***@{hostpart}"
-    return f"{scheme}{has_scheme}{rest}" + (f"?{query}" if sep else "")
 
 
 def _scheme(url: str) -> str:
@@ -124,20 +102,22 @@ def from_url(url: str, **options: Any) -> BaseRedisCache:
                                    default_timeout=600)
 
     :raises UnknownBackendError: no installed backend handles the scheme.
-    :raises ConfigurationError: a malformed URL or option.
+    :raises ConfigurationError: a malformed URL (bad port, a database path that is not
+        one whole number >= 0...), an unknown option of a first-party backend, or an
+        option out of its range; never a bare ``ValueError``, and never showing a secret.
     """
     scheme = _scheme(url)
-    parts = urllib.parse.urlsplit(url)
-    query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    bare_url, query = split_query(url)
     cache_options, client_options = split_options({**query, **options})
     reg = plugins.registry()
     backend = plugins.find_backend(scheme, reg)
-    bare_url = url.partition("?")[0]
     near_cache = bool(cache_options.get("near_cache") or "near_cache_size" in cache_options)
     if near_cache and (scheme == "memory" or "+" in scheme):
         raise ConfigurationError(
             f"near_cache needs a single Redis/Valkey/KeyDB server; {scheme}:// is not supported"
         )
+    # Before the client: a serializer that cannot be built must not leave a client behind.
+    serializer = _configured(build_serializer, cache_options, reg)
     client = plugins.create_client(backend, bare_url, client_options, reg)
     if cache_options.get("circuit_breaker") or any(
         name.startswith("circuit_breaker_") for name in cache_options
@@ -150,18 +130,37 @@ def from_url(url: str, **options: Any) -> BaseRedisCache:
             reset_timeout=cache_options.get("circuit_breaker_reset", 5.0),
         )
     if near_cache:
-        client = _near_cache_client(client, cache_options)
+        client = _configured(_near_cache_client, client, cache_options)
     cache_class = backend.cache_class or BaseRedisCache
-    cache = cache_class(
+    compat: dict[str, Any] = {}
+    if "ignore_delete_many_errors" in cache_options:
+        compat["ignore_delete_many_errors"] = cache_options["ignore_delete_many_errors"]
+    cache = _configured(
+        cache_class,
         client,
         default_timeout=cache_options.get("default_timeout", 300),
         key_prefix=cache_options.get("key_prefix"),
-        serializer=build_serializer(cache_options, reg),
+        serializer=serializer,
         raise_errors=cache_options.get("raise_errors", False),
         max_value_size=cache_options.get("max_value_size"),
+        **compat,
     )
     cache.description = redact_url(bare_url)
     return cache
+
+
+def _configured(build: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """``build(*args, **kwargs)``, its ``TypeError`` / ``ValueError`` (a value that
+    passed the option checks but not the constructor's) reported as an
+    :class:`OptionTypeError` / :class:`ConfigurationError`."""
+    try:
+        return build(*args, **kwargs)
+    except ConfigurationError:
+        raise
+    except TypeError as exc:
+        raise OptionTypeError(f"cannot build the cache: {exc}") from exc
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot build the cache: {exc}") from exc
 
 
 def _near_cache_client(client: Any, cache_options: Mapping[str, Any]) -> Any:
@@ -182,7 +181,8 @@ def from_config(config: Mapping[str, Any]) -> BaseRedisCache:
         cachecore.from_config({"url": "redis://cache:6379/1", "key_prefix": "app:"})
         cachecore.from_config({"backend": "valkey", "host": "cache", "port": 6380})
 
-    :raises ConfigurationError: neither ``url`` nor ``backend``, or both.
+    :raises ConfigurationError: neither ``url`` nor ``backend``, or both; and what
+        :func:`from_url` raises.
     """
     options = {str(k).lower(): v for k, v in config.items()}
     url = options.pop("url", None)
@@ -194,6 +194,8 @@ def from_config(config: Mapping[str, Any]) -> BaseRedisCache:
         host = options.pop("host", "localhost" if backend.name != "memory" else "")
         port = options.pop("port", None)
         db = options.pop("db", None)
+        if ":" in str(host) and not str(host).startswith("["):
+            host = f"[{host}]"  # an IPv6 address
         netloc = f"{host}:{port}" if port is not None else str(host)
         url = f"{backend.schemes[0]}://{netloc}" + (f"/{db}" if db is not None else "")
     if not url:
