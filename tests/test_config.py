@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import cachecore
-from cachecore.config import resolve_config
+from cachecore.config import find_pyproject, resolve_config
 from cachecore.errors import ConfigurationError, UnknownSerializerError
 from cachecore.redaction import redact_url
 from cachecore.serializers import (
@@ -114,9 +114,14 @@ def test_from_config_with_url_or_backend() -> None:
 def test_get_cache_defaults_to_memory(monkeypatch: Any, tmp_path: Path) -> None:
     monkeypatch.delenv("CACHECORE_URL", raising=False)
     monkeypatch.chdir(tmp_path)
+    (tmp_path / ".git").mkdir()  # the project root: the search stops here
     resolved = resolve_config()
     assert resolved.url == "memory://"
-    assert "embedded default" in resolved.source
+    assert resolved.is_default
+    assert resolved.source == (
+        "nothing configured: the embedded default; no CACHECORE_URL, no pyproject.toml in "
+        f"{tmp_path} or its parents up to the repository root {tmp_path}"
+    )
     cache = cachecore.get_cache()
     assert cache.set("k", 1) and cache.get("k") == 1
     assert isinstance(cache.serializer, PickleSerializer)
@@ -130,7 +135,10 @@ def test_get_cache_from_environment(monkeypatch: Any, tmp_path: Path) -> None:
     monkeypatch.setenv("CACHECORE_DEFAULT_TIMEOUT", "42")
     monkeypatch.setenv("CACHECORE_TEST_SOMETHING", "ignored: not an option")
     resolved = resolve_config()
-    assert resolved.source == "environment variable CACHECORE_URL"
+    assert resolved.source == (
+        "environment variable CACHECORE_URL + CACHECORE_DEFAULT_TIMEOUT + CACHECORE_KEY_PREFIX"
+    )
+    assert resolved.variables == ("CACHECORE_DEFAULT_TIMEOUT", "CACHECORE_KEY_PREFIX")
     cache = cachecore.get_cache()
     assert (cache.key_prefix, cache.default_timeout) == ("envapp:", 42)
     assert cachecore.get_cache(key_prefix="override:").key_prefix == "override:"
@@ -167,7 +175,12 @@ def test_pyproject_without_table_falls_back(monkeypatch: Any, tmp_path: Path) ->
     monkeypatch.delenv("CACHECORE_URL", raising=False)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "app"\n')
-    assert resolve_config().url == "memory://"
+    resolved = resolve_config()
+    assert resolved.url == "memory://"
+    assert resolved.source == (
+        "nothing configured: the embedded default; no CACHECORE_URL, no [tool.cachecore] in "
+        f"{tmp_path / 'pyproject.toml'}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -440,6 +453,141 @@ def test_ignore_delete_many_errors_is_a_cache_option() -> None:
     assert cache.ignore_delete_many_errors is True
     cache = cachecore.from_url("valkey://127.0.0.1:1/0", ignore_delete_many_errors=False)
     assert cache.ignore_delete_many_errors is False
+
+
+# -- where the configuration comes from ------------------------------------------------
+
+
+def test_typo_in_pyproject_is_an_unknown_option_naming_the_file(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CACHECORE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[tool.cachecore]\nurl = "memory://"\nkey_prefx = "a"\n')
+    with pytest.raises(ConfigurationError) as info:
+        cachecore.get_cache()
+    message = str(info.value)
+    assert f"[tool.cachecore] in {pyproject}" in message
+    assert "unknown option 'key_prefx'" in message
+    assert "did you mean 'key_prefix'?" in message
+    assert "does not take the option" not in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "suggestion"),
+    [
+        ("CACHECORE_KEYPREFIX", "CACHECORE_KEY_PREFIX"),
+        ("CACHECORE_DEFAULT_TIMOUT", "CACHECORE_DEFAULT_TIMEOUT"),
+        ("CACHECORE_SOCKET_TIMEOT", "CACHECORE_SOCKET_TIMEOUT"),
+    ],
+)
+def test_unknown_variable_suggests_the_closest_and_lists_client_options(
+    monkeypatch: Any, variable: str, suggestion: str
+) -> None:
+    monkeypatch.setenv("CACHECORE_URL", "memory://env")
+    monkeypatch.setenv(variable, "1")
+    with pytest.raises(ConfigurationError) as info:
+        cachecore.get_cache()
+    message = str(info.value)
+    assert f"unknown setting {variable}; did you mean {suggestion}?" in message
+    assert "CACHECORE_SOCKET_TIMEOUT" in message.partition("client options:")[2]
+    assert "CACHECORE_REQUIRE_CONFIG" in message
+
+
+def test_client_option_variable_applies(monkeypatch: Any) -> None:
+    monkeypatch.setenv("CACHECORE_URL", "valkey://127.0.0.1:1/0")
+    monkeypatch.setenv("CACHECORE_SOCKET_TIMEOUT", "0.25")
+    kwargs = cachecore.get_cache().client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 0.25
+
+
+def test_pyproject_is_found_in_a_parent_up_to_the_project_root(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CACHECORE_URL", raising=False)
+    project = tmp_path / "project"
+    deep = project / "src" / "app"
+    deep.mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[tool.cachecore]\nurl = "memory://parent"\n')
+    monkeypatch.chdir(deep)
+    resolved = resolve_config()
+    assert resolved.url == "memory://parent"
+    assert resolved.source == f"[tool.cachecore] in {project / 'pyproject.toml'}"
+    # The nearest pyproject.toml wins, even without the table (as for black).
+    (deep / "pyproject.toml").write_text('[project]\nname = "sub"\n')
+    assert resolve_config().is_default
+    (deep / "pyproject.toml").unlink()
+    # A repository root between the two stops the search.
+    (project / "src" / ".git").mkdir()
+    assert find_pyproject(deep) == (
+        None,
+        f"{deep} or its parents up to the repository root {project / 'src'}",
+    )
+    assert resolve_config().is_default
+    assert find_pyproject(project) == (project / "pyproject.toml", str(project / "pyproject.toml"))
+
+
+def test_get_cache_logs_its_source_once(
+    monkeypatch: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("CACHECORE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".git").mkdir()
+    with caplog.at_level(logging.INFO, logger="cachecore"):
+        cachecore.get_cache()
+    lines = [r.getMessage() for r in caplog.records if r.name == "cachecore"]
+    assert lines == [
+        "cachecore: using memory:// (nothing configured: the embedded default; no "
+        f"CACHECORE_URL, no pyproject.toml in {tmp_path} or its parents up to the repository "
+        f"root {tmp_path})"
+    ]
+    caplog.clear()
+    monkeypatch.setenv("CACHECORE_URL", "redis://:hunter2@127.0.0.1:1/0")
+    with caplog.at_level(logging.INFO, logger="cachecore"):
+        cachecore.get_cache()
+    lines = [r.getMessage() for r in caplog.records if r.name == "cachecore"]
+    assert lines == [
+        "cachecore: using redis://:***@127.0.0.1:1/0 (environment variable CACHECORE_URL)"
+    ]
+
+
+def test_the_fallback_to_memory_can_be_forbidden(monkeypatch: Any, tmp_path: Path) -> None:
+    monkeypatch.delenv("CACHECORE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".git").mkdir()
+    with pytest.raises(ConfigurationError, match=r"nothing configured.*default=None"):
+        cachecore.get_cache(default=None)
+    assert cachecore.get_cache(default="memory://fallback").description == "memory://fallback"
+    monkeypatch.setenv("CACHECORE_REQUIRE_CONFIG", "1")
+    for call in (cachecore.get_cache, resolve_config):
+        with pytest.raises(ConfigurationError, match="CACHECORE_REQUIRE_CONFIG forbids"):
+            call()
+    with pytest.raises(ConfigurationError, match="CACHECORE_REQUIRE_CONFIG forbids"):
+        cachecore.get_cache(default="memory://fallback")
+    # Configured: the variable is satisfied, and is not taken for an option.
+    (tmp_path / "pyproject.toml").write_text('[tool.cachecore]\nurl = "memory://req"\n')
+    assert cachecore.get_cache().description == "memory://req"
+    assert cachecore.get_cache(default=None).description == "memory://req"
+    monkeypatch.setenv("CACHECORE_REQUIRE_CONFIG", "maybe")
+    with pytest.raises(ConfigurationError, match="CACHECORE_REQUIRE_CONFIG must be true or false"):
+        resolve_config()
+
+
+def test_environment_variables_are_reported_as_a_source(monkeypatch: Any, tmp_path: Path) -> None:
+    monkeypatch.delenv("CACHECORE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[tool.cachecore]\nurl = "memory://toml"\nkey_prefix = "file:"\n')
+    monkeypatch.setenv("CACHECORE_KEY_PREFIX", "env:")
+    resolved = resolve_config()
+    assert resolved.source == f"[tool.cachecore] in {pyproject} + CACHECORE_KEY_PREFIX"
+    assert resolved.options == {"key_prefix": "env:"}
+    pyproject.unlink()
+    (tmp_path / ".git").mkdir()
+    resolved = resolve_config()
+    assert resolved.is_default and resolved.source.endswith(" + CACHECORE_KEY_PREFIX")
+    assert cachecore.get_cache().key_prefix == "env:"
 
 
 # -- on a real server -----------------------------------------------------------------
