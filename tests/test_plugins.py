@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import cachecore
-from cachecore import plugins
+from cachecore import first_party, plugins
 from cachecore.errors import (
     ConfigurationError,
     PluginConflictError,
@@ -280,18 +280,14 @@ def test_two_distributions_with_one_entry_point_name_are_both_refused(
 
 def test_first_party_table_matches_what_the_installed_plugins_declare() -> None:
     registry = plugins.registry()
-    for first_party in plugins.FIRST_PARTY_PLUGINS:
+    for plugin in first_party.FIRST_PARTY_PLUGINS:
         declared = [
-            b
-            for b in plugins.installed_backends(registry)
-            if b.distribution == first_party.distribution
+            b for b in plugins.installed_backends(registry) if b.distribution == plugin.distribution
         ]
-        assert [b.name for b in declared] == [first_party.backend]
-        assert set(declared[0].schemes) == first_party.schemes()
-        hinted = {
-            key for key, dist in plugins.FIRST_PARTY.items() if dist == first_party.distribution
-        }
-        assert hinted == {first_party.backend, *declared[0].schemes}
+        assert [b.name for b in declared] == [plugin.backend]
+        assert set(declared[0].schemes) == plugin.schemes()
+        hinted = {key for key, dist in plugins.FIRST_PARTY.items() if dist == plugin.distribution}
+        assert hinted == {plugin.backend, *declared[0].schemes}
     for scheme in ("rediss+cluster", "keydbs+cluster", "rediss+sentinel", "valkeys+sentinel"):
         assert scheme in plugins.FIRST_PARTY
 
@@ -330,17 +326,19 @@ def test_install_hint_names_the_plugin_folder_of_a_checkout(tmp_path: Path) -> N
     checkout = tmp_path / "checkout"
     (checkout / "plugins" / "cachecore-valkey").mkdir(parents=True)
     (checkout / "plugins" / "cachecore-valkey" / "pyproject.toml").write_text("")
-    inside = plugins.install_hint("cachecore-valkey", root=checkout, cwd=checkout)
+    inside = first_party.install_hint("cachecore-valkey", root=checkout, cwd=checkout)
     assert inside == "pip install ./plugins/cachecore-valkey"
-    below = plugins.install_hint("cachecore-valkey", root=checkout, cwd=tmp_path)
+    below = first_party.install_hint("cachecore-valkey", root=checkout, cwd=tmp_path)
     assert below == "pip install ./checkout/plugins/cachecore-valkey"
     (tmp_path / "elsewhere").mkdir()
-    outside = plugins.install_hint("cachecore-valkey", root=checkout, cwd=tmp_path / "elsewhere")
+    outside = first_party.install_hint(
+        "cachecore-valkey", root=checkout, cwd=tmp_path / "elsewhere"
+    )
     assert outside == f"pip install {checkout / 'plugins' / 'cachecore-valkey'}"
 
 
 def test_install_hint_without_a_checkout_names_the_distribution(tmp_path: Path) -> None:
-    hint = plugins.install_hint("cachecore-valkey", root=tmp_path, cwd=tmp_path)
+    hint = first_party.install_hint("cachecore-valkey", root=tmp_path, cwd=tmp_path)
     assert hint.startswith("pip install cachecore-valkey (")
     assert "not on a package index" in hint
     assert "pip install ./plugins/cachecore-valkey" in hint
@@ -348,7 +346,7 @@ def test_install_hint_without_a_checkout_names_the_distribution(tmp_path: Path) 
 
 def test_install_hint_finds_this_checkout() -> None:
     # The test venv installs cachecore editable from this repository.
-    assert plugins.install_hint("cachecore-keydb", cwd=ROOT) == (
+    assert first_party.install_hint("cachecore-keydb", cwd=ROOT) == (
         "pip install ./plugins/cachecore-keydb"
     )
 
