@@ -663,7 +663,8 @@ class BaseRedisCache(BaseCache):
         if reply is None:
             raise KeyError(key)
         if isinstance(reply, list):  # the script's {error}: INCRBY refused the value
-            message = reply[0].decode(errors="replace") if reply else "refused"
+            error = reply[0] if reply else b"refused"
+            message = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
             raise TypeError(f"cannot add {delta} to the value of {key!r}: {message}")
         return int(reply)
 

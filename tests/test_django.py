@@ -10,6 +10,7 @@ Servers: the newest Valkey found (one binary: the behaviour does not differ by s
 from __future__ import annotations
 
 import logging
+import pickle
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from cachelib.redis import RedisCache as CachelibRedisCache
 from django.conf import settings
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django_redis.cache import RedisCache as DjangoRedisPackageCache
@@ -143,6 +145,11 @@ def test_cachecore_reads_and_writes_django_keys(url: str) -> None:
     plain.set("from-script", [1, 2, 3])
     assert django_cache.get("from-script") == [1, 2, 3]
     assert django_cache.get("visits") == 42
+    # cachelib's own RedisCache, same wire format, same prefix.
+    lib = CachelibRedisCache(host=plain.client, key_prefix="shop:3:")
+    assert lib.get("user:1") == {"name": "Ada"}
+    lib.set("from-cachelib", (4, 5))
+    assert django_cache.get("from-cachelib") == (4, 5)
 
 
 def test_values_of_djangos_redis_cache_and_django_redis_read_as_they_were(
@@ -165,12 +172,13 @@ def test_values_of_djangos_redis_cache_and_django_redis_read_as_they_were(
             f"int{number}": 40 + number,
         }
         assert new.incr(f"int{number}") == 41 + number
-    # Writes are cachecore's format: Django's RedisCache reads back the ints only.
+    # Writes are cachecore's format: the old backends read back the ints only.
     new.set("written-by-cachecore", 7)
     new.set("pickled-by-cachecore", "text")
-    assert old_caches[0].get("written-by-cachecore") == 7
-    with pytest.raises(Exception, match="load"):  # pickle's UnpicklingError
-        old_caches[0].get("pickled-by-cachecore")
+    for old in old_caches:
+        assert old.get("written-by-cachecore") == 7
+        with pytest.raises(pickle.UnpicklingError):
+            old.get("pickled-by-cachecore")
 
 
 def test_legacy_pickles_are_read_only_by_the_plain_pickle_format(url: str) -> None:
@@ -285,6 +293,11 @@ def test_a_dead_server_gives_fault_values_and_one_warning(
         assert len(warnings) == 1
 
 
+def test_incr_version_on_a_dead_server_reads_as_missing(dead_url: str) -> None:
+    with pytest.raises(ValueError, match="not found"):
+        backend(dead_url).incr_version("k")
+
+
 @pytest.mark.parametrize("method", list(FAULTS))
 def test_raise_errors_raises_backend_error(dead_url: str, method: str) -> None:
     call, _ = FAULTS[method]
@@ -320,6 +333,56 @@ def test_on_a_cluster(cachecore_cluster: DeploymentPool[ClusterProcess]) -> None
         cache.incr("absent")
     cache.delete_many(list(keys))
     assert cache.get_many(list(keys)) == {}
+
+
+# -- the BaseRedisCache methods the backend stands on ------------------------------------
+
+
+def test_lookup_tells_a_stored_none_from_a_miss(url: str) -> None:
+    cache = cachecore.from_url(url, key_prefix="base:")
+    cache.set("none", None)
+    assert cache.get("none") is None and cache.get("absent") is None  # get cannot tell
+    assert cache.lookup("none", "miss") is None
+    assert cache.lookup("absent", "miss") == "miss"
+    assert cache.lookup_many("none", "absent") == {"none": None}
+    assert cache.lookup_many() == {}
+
+
+def test_touch_and_inc_existing(url: str, server: ServerProcess) -> None:
+    raw = server.client(db=3)
+    cache = cachecore.from_url(url, key_prefix="base:")
+    cache.set("k", 5, timeout=100)
+    assert cache.touch("k", 0) is True  # 0: never expire, as everywhere in cachecore
+    assert raw.ttl("base:k") == -1
+    assert cache.touch("k", 0) is True  # PERSIST of a persistent key still finds it
+    assert cache.touch("k", 50) is True
+    assert 40 < raw.ttl("base:k") <= 50
+    assert cache.touch("absent", 50) is False
+    assert cache.inc_existing("k", 2) == 7
+    assert 40 < raw.ttl("base:k") <= 50
+    with pytest.raises(KeyError):
+        cache.inc_existing("absent")
+    assert not raw.exists("base:absent")
+    with pytest.raises(TypeError, match="delta"):
+        cache.inc_existing("k", 1.5)  # type: ignore[arg-type]
+
+
+# -- the benchmark rows ----------------------------------------------------------------
+
+
+def test_benchmark_rows_measure_every_backend(server: ServerProcess) -> None:
+    from benchmarks import django_cache
+
+    backends = django_cache.make_backends(server.url("redis", db=4), "bench-test:")
+    try:
+        results = django_cache.run_rows(backends, rounds=1, slice_seconds=0.01)
+    finally:
+        server.client(db=4).flushdb()
+    assert [r.row for r in results] == ["get", "set"]
+    for result in results:
+        assert set(result.ops) == set(django_cache.COLUMNS)
+        assert len(result.ratios) == 4 and all(v > 0 for v in result.ratios.values())
+    assert "| get |" in django_cache.format_table(results)
 
 
 # -- imports ---------------------------------------------------------------------------
