@@ -270,13 +270,12 @@ FAULTS: dict[str, tuple[Callable[[CachecoreCache], Any], Any]] = {
 """Each method on a dead server, with the value Django code gets back."""
 
 
-@pytest.fixture
-def dead_url(cachecore_fresh_server: Callable[..., ServerProcess]) -> str:
-    """The URL of a server that was running and is now stopped."""
-    server = cachecore_fresh_server(VALKEY)
-    url = server.url("valkey")
-    server.stop()
-    return url
+@pytest.fixture(scope="module")
+def dead_url() -> Iterator[str]:
+    """The URL of a server that was running and is now stopped (nothing listens)."""
+    with ServerProcess(VALKEY) as server:
+        server.stop()
+        yield server.url("valkey")
 
 
 @pytest.mark.parametrize("method", list(FAULTS))
