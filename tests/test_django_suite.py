@@ -5,10 +5,10 @@ the contract every built-in backend runs. This module downloads that distributio
 (``pip download``, the version of the installed Django, kept under the user's cache
 directory), writes a small test module into its ``tests/cache/`` for this run, and runs
 it with Django's own ``tests/runtests.py`` in a subprocess: one ``BaseCacheTests`` class
-per target (``memory://`` and the newest Redis, Valkey and KeyDB binary found), each
-configured exactly as Django configures its own ``RedisCacheTests``: the cull caches
-excluded (so the three cull tests skip, as they do for ``RedisCache``), nothing else
-changed. Every other test must pass.
+per target (``memory://``, the newest Redis, Valkey and KeyDB binary found, and that
+Valkey again with the near cache on), each configured exactly as Django configures its
+own ``RedisCacheTests``: the cull caches excluded (so the three cull tests skip, as they
+do for ``RedisCache``), nothing else changed. Every other test must pass.
 """
 
 from __future__ import annotations
@@ -51,7 +51,13 @@ def _newest_per_kind() -> list[ServerBinary]:
 
 
 SERVER_TARGETS = _newest_per_kind()
-TARGETS = ["memory", *(b.id for b in SERVER_TARGETS)]
+NEAR_TARGET = next((b for b in SERVER_TARGETS if b.kind == "valkey"), None)
+"""The server that also runs the suite with the near cache on (OPTIONS near_cache)."""
+TARGETS = [
+    "memory",
+    *(b.id for b in SERVER_TARGETS),
+    *([f"{NEAR_TARGET.id}-near"] if NEAR_TARGET else []),
+]
 
 
 def _cache_root() -> Path:
@@ -225,6 +231,8 @@ def suite_run(cachecore_servers: ServerPool) -> SuiteRun:
         # DB 9: the other tests of the session use DB 0 of these shared servers, and
         # the suite's tearDown empties its database after every test.
         locations[binary.id] = server.url(binary.kind, db=9)
+        if binary is NEAR_TARGET:  # its own database: each class empties its own
+            locations[f"{binary.id}-near"] = server.url(binary.kind, db=10) + "?near_cache=true"
     return run_suite(locations)
 
 
