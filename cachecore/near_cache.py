@@ -48,6 +48,7 @@ many seconds ago; otherwise reads go to the server."""
 
 _WRITE_COMMANDS = frozenset({"SET", "UNLINK", "DEL", "INCRBY", "EXPIRE", "PEXPIRE", "GETDEL"})
 _FLUSH_COMMANDS = frozenset({"FLUSHDB", "FLUSHALL"})
+_SCRIPT_COMMANDS = frozenset({"EVAL", "EVALSHA"})
 
 
 class _Pipeline:
@@ -126,8 +127,11 @@ class NearCacheClient:
             return self._get(args[1])
         if command == "MGET" and self._usable():
             return self._mget(args[1:])
-        if command in _WRITE_COMMANDS:
-            keys = args[1:] if command in ("UNLINK", "DEL") else args[1:2]
+        if command in _WRITE_COMMANDS or command in _SCRIPT_COMMANDS:
+            if command in _SCRIPT_COMMANDS:  # script, numkeys, keys...: it may write any
+                keys = args[3 : 3 + int(args[2])]
+            else:
+                keys = args[1:] if command in ("UNLINK", "DEL") else args[1:2]
             try:
                 return self._client.execute_command(*args, **options)
             finally:
