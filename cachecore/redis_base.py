@@ -73,6 +73,17 @@ return reply
 """
 """INCRBY only on an existing key: nil when missing, {error} when INCRBY refuses it."""
 
+_SWAP_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if current ~= ARGV[1] then return -1 end
+if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2])
+else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
+return 1
+"""
+"""Replace the value ARGV[1] by ARGV[2] (expiring in ARGV[3] s, 0 = never): 1 done,
+0 the key is gone, -1 it holds another value now."""
+
 
 def _check_delta(delta: object) -> None:
     if not isinstance(delta, int) or isinstance(delta, bool):
@@ -649,11 +660,21 @@ class BaseRedisCache(BaseCache):
         """Give ``key`` a new ``timeout`` (None = the default, 0 = never expire) without
         rewriting its value: ``EXPIRE``, or ``PERSIST`` for 0.
 
-        :returns: True if the key exists; False if not or on a backend fault.
+        With a serializer that binds the expiry into the value (``secret_key``: see
+        :class:`~cachecore.types.KeyedSerializer`), the value is signed again with the new
+        expiry and replaced only if unchanged meanwhile (one Lua script; on ``memory://``
+        it needs the ``lupa`` package): a new TTL alone would leave a value that reads as a
+        miss after its old expiry.
+
+        :returns: True if the key exists; False if not, if its value cannot be decoded
+            (logged) or on a backend fault.
         :raises TypeError, ValueError: a malformed ``timeout``, as for :meth:`set`.
         """
         full = self._key(key)
         expiry = self._expiry(timeout)
+        serializer = self.serializer
+        if type(serializer) is not PickleSerializer and _keyed(serializer, "dumps") is not None:
+            return self._touch_keyed(key, full, expiry)
         try:
             if expiry:
                 return bool(self._writes.call("EXPIRE", full, expiry))
@@ -665,6 +686,24 @@ class BaseRedisCache(BaseCache):
         if failure is not None:
             return self._fault("touch", failure, False)
         return bool(replies[1])
+
+    def _touch_keyed(self, key: str, full: str, expiry: int) -> bool:
+        for _ in range(3):  # another writer may replace the value between GET and swap
+            try:
+                data = self._writes.call("GET", full)  # the primary's, not a replica's
+            except self._errors as exc:
+                return self._fault("touch", exc, False)
+            value = self._load(key, full, data, _NOT_FOUND)
+            if value is _NOT_FOUND:  # gone, or unreadable (logged): nothing to keep
+                return False
+            fresh = self._dump(full, value, expiry)
+            try:
+                swapped = self._writes.call_once("EVAL", _SWAP_SCRIPT, 1, full, data, fresh, expiry)
+            except self._errors as exc:
+                return self._fault("touch", exc, False)
+            if int(swapped) >= 0:
+                return bool(int(swapped))
+        return True  # it exists, with values newer than this touch
 
     def inc_existing(self, key: str, delta: int = 1) -> int | None:
         """Atomically add ``delta`` to the integer under ``key``, only if the key exists;

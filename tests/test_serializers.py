@@ -268,6 +268,29 @@ def test_a_signed_value_is_refused_past_its_signed_expiry(
     assert cache.get("session") == {"user": "alice"}
 
 
+def test_touch_signs_the_new_expiry(
+    server_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A new TTL alone would leave the old signed expiry: touch stores the value again.
+    cache = cache_on(server_url, serializer="signed", secret_key=SECRET)
+    cache.set("s", {"v": 1}, timeout=60)
+    assert cache.touch("s", 3600) is True
+    assert 3590 < int(cache.client.execute_command("TTL", cache._key("s"))) <= 3600
+    now = time.time()
+    monkeypatch.setattr(serializers, "_now", lambda: now + 120)
+    assert cache.get("s") == {"v": 1}
+    assert cache.touch("s", 0) is True
+    assert int(cache.client.execute_command("TTL", cache._key("s"))) == -1
+    monkeypatch.setattr(serializers, "_now", lambda: now + 10 * 365 * 86400)
+    assert cache.get("s") == {"v": 1}
+    assert cache.touch("missing", 10) is False
+    raw_set(cache, "forged", b"!not signed")
+    with caplog.at_level(logging.WARNING, logger="cachecore"):
+        assert cache.touch("forged", 10) is False  # unreadable: a miss, left as it is
+    assert raw_get(cache, "forged") == b"!not signed"
+    assert len(warnings_in(caplog)) == 1
+
+
 def test_values_in_the_first_signed_format_read_as_a_miss(
     server_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
