@@ -29,7 +29,7 @@ from cachecore.hookspecs import hookimpl
 from cachecore.plugins import installed_backends as backends
 from cachecore.redis_base import BaseRedisCache
 from cachecore.server_cache import ServerCache
-from cachecore.types import Backend, Serializer, SerializerSpec
+from cachecore.types import Backend, KeyedSerializer, Serializer, SerializerSpec
 
 __version__ = "0.1.0"
 
@@ -41,6 +41,7 @@ __all__ = [
     "CachecoreError",
     "ConfigurationError",
     "ConnectionCheckError",
+    "KeyedSerializer",
     "PluginConflictError",
     "SerializationError",
     "Serializer",

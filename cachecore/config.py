@@ -90,7 +90,8 @@ def build_serializer(
 
     ``serializer`` is a name (``pickle``, ``json``, ``msgpack``, a plugin's, or
     ``signed``, which signs ``signed_serializer``, default pickle) or a serializer object.
-    A ``secret_key`` with any format signs it too.
+    A ``secret_key`` with any format signs it too (``signed_ints`` decides whether ints
+    are signed). Compression reads at most ``max_value_size`` decompressed bytes.
 
     :raises ConfigurationError: an unknown name, or ``signed`` without ``secret_key``.
     """
@@ -110,13 +111,19 @@ def build_serializer(
             compression,
             threshold=cache_options.get("compression_threshold", 1024),
             level=cache_options.get("compression_level"),
+            max_size=cache_options.get("max_value_size"),
         )
     if signed:
         if not secret:
             raise ConfigurationError(
                 "serializer 'signed' needs a secret_key (e.g. CACHECORE_SECRET_KEY)"
             )
-        serializer = SignedSerializer(serializer, secret, cache_options.get("old_secret_keys", ()))
+        serializer = SignedSerializer(
+            serializer,
+            secret,
+            cache_options.get("old_secret_keys", ()),
+            signed_ints=cache_options.get("signed_ints", True),
+        )
     return serializer
 
 

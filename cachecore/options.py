@@ -43,6 +43,7 @@ CACHE_OPTIONS: dict[str, Callable[[str], Any]] = {
     "secret_key": str,
     "old_secret_keys": parse_list,
     "signed_serializer": str,
+    "signed_ints": parse_bool,
     "compression": str,
     "compression_threshold": int,
     "compression_level": int,

@@ -16,13 +16,13 @@ from cachecore import topology
 from cachecore.base import BaseCache
 from cachecore.errors import BackendError, ConnectionCheckError, ValueTooLargeError
 from cachecore.pooled import ClientCommands, commands_for
-from cachecore.serializers import PickleSerializer
+from cachecore.serializers import DEFAULT_MAX_SIZE, PickleSerializer
 from cachecore.timeouts import to_seconds
 from cachecore.types import KeyPrefix, Serializer, Timeout
 
 log = logging.getLogger("cachecore")
 
-DEFAULT_MAX_VALUE_SIZE = 512 * 1024 * 1024
+DEFAULT_MAX_VALUE_SIZE = DEFAULT_MAX_SIZE
 """The servers' own limit on one value (``proto-max-bulk-len``), in bytes."""
 
 CLEAR_BATCH = 1000
@@ -57,6 +57,12 @@ def client_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _keyed(serializer: Serializer, method: str) -> Any:
+    """The key-aware form of ``serializer.dumps``/``loads`` (``dumps_for``/``loads_for``,
+    see :class:`~cachecore.types.KeyedSerializer`), or None when it has none."""
+    return getattr(serializer, method + "_for", None)
+
+
 _NOT_FOUND = object()
 
 _INC_EXISTING_SCRIPT = """
@@ -66,6 +72,17 @@ if type(reply) == 'table' and reply.err then return {reply.err} end
 return reply
 """
 """INCRBY only on an existing key: nil when missing, {error} when INCRBY refuses it."""
+
+_SWAP_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if current ~= ARGV[1] then return -1 end
+if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2])
+else redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
+return 1
+"""
+"""Replace the value ARGV[1] by ARGV[2] (expiring in ARGV[3] s, 0 = never): 1 done,
+0 the key is gone, -1 it holds another value now."""
 
 
 def _check_delta(delta: object) -> None:
@@ -227,8 +244,12 @@ class BaseRedisCache(BaseCache):
             return self.default_timeout
         return to_seconds(timeout)
 
-    def _dump(self, value: Any) -> bytes:
-        data = self.serializer.dumps(value)
+    def _dump(self, full: str, value: Any, expiry: int) -> bytes:
+        serializer = self.serializer
+        dumps_for = None if type(serializer) is PickleSerializer else _keyed(serializer, "dumps")
+        data: bytes = (
+            serializer.dumps(value) if dumps_for is None else dumps_for(full, value, expiry)
+        )
         if len(data) > self.max_value_size:
             raise ValueTooLargeError(
                 f"serialized value is {len(data)} bytes, over max_value_size="
@@ -236,20 +257,22 @@ class BaseRedisCache(BaseCache):
             )
         return data
 
-    def _load(self, key: str, data: bytes | None) -> Any:
+    def _load(self, key: str, full: str, data: bytes | None, default: Any = None) -> Any:
         if data is None:
-            return None
+            return default
+        serializer = self.serializer
         try:
-            return self.serializer.loads(data)
+            loads_for = _keyed(serializer, "loads")
+            return serializer.loads(data) if loads_for is None else loads_for(full, data)
         except Exception as exc:  # stored bytes are untrusted input: any decoder error
             log.warning(
                 "cachecore: cannot decode the value of %r in %r (%s: %s); reading it as a miss",
                 key,
                 self,
                 type(exc).__name__,
-                exc,
+                str(exc),  # not exc: a kept log record would keep its frames' data alive
             )
-            return None
+            return default
 
     def _fault(self, operation: str, exc: BaseException, result: _T) -> _T:
         if self.raise_errors:
@@ -285,12 +308,14 @@ class BaseRedisCache(BaseCache):
         if data is None:
             return None
         serializer = self.serializer
-        try:
-            if data[0] == 33 and type(serializer) is PickleSerializer:  # b"!" + pickle
-                return pickle.loads(data[1:])
-            return serializer.loads(data)
-        except Exception:  # undecodable (or b""): _load decodes it again to log why
-            return self._load(key, data)
+        if type(serializer) is PickleSerializer:
+            try:
+                if data[0] == 33:  # b"!" + pickle
+                    return pickle.loads(data[1:])
+                return serializer.loads(data)
+            except Exception:  # undecodable (or b""): _load decodes it again to log why
+                pass
+        return self._load(key, full, data)
 
     def get_many(self, *keys: str) -> list[Any]:
         """Return the values of ``keys`` in order (one MGET; on a cluster one MGET per hash
@@ -320,9 +345,9 @@ class BaseRedisCache(BaseCache):
         except self._errors as exc:
             return self._fault("get_many", exc, [None] * len(keys))
         serializer = self.serializer
-        loads = serializer.loads
-        try:
-            if type(serializer) is PickleSerializer:
+        if type(serializer) is PickleSerializer:
+            loads = serializer.loads
+            try:
                 # cachelib's format decoded inline, without a method call per value:
                 # b"!" (byte 33) + pickle, else an ASCII int for loads() to parse.
                 unpickle = pickle.loads
@@ -330,10 +355,10 @@ class BaseRedisCache(BaseCache):
                     None if data is None else unpickle(data[1:]) if data[0] == 33 else loads(data)
                     for data in values
                 ]
-            return [None if data is None else loads(data) for data in values]
-        except Exception:
-            # Some value is undecodable: redo it one by one so only that one is lost.
-            return [self._load(key, data) for key, data in zip(keys, values, strict=True)]
+            except Exception:  # some value is undecodable: one by one below, logging it
+                pass
+        # One by one, so an undecodable value is lost (and decoded) only once.
+        return [self._load(*item) for item in zip(keys, full, values, strict=True)]
 
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` under ``key`` for ``timeout`` (None = default, 0 = forever).
@@ -344,7 +369,8 @@ class BaseRedisCache(BaseCache):
         :raises SerializationError: the value cannot be serialized.
         :raises ValueTooLargeError: the serialized value exceeds ``max_value_size``.
         """
-        args = self._set_args(self._key(key), self._dump(value), self._expiry(timeout))
+        full, expiry = self._key(key), self._expiry(timeout)
+        args = self._set_args(full, self._dump(full, value, expiry), expiry)
         try:
             return bool(self._writes.call(*args))
         except self._errors as exc:
@@ -357,7 +383,8 @@ class BaseRedisCache(BaseCache):
             retried once sent: if the connection breaks before the reply arrives, the
             result is a fault (False, with a warning) although the value may be stored.
         """
-        args = self._set_args(self._key(key), self._dump(value), self._expiry(timeout))
+        full, expiry = self._key(key), self._expiry(timeout)
+        args = self._set_args(full, self._dump(full, value, expiry), expiry)
         try:
             return bool(self._writes.call_once(*args, "NX"))
         except self._errors as exc:
@@ -373,7 +400,7 @@ class BaseRedisCache(BaseCache):
         expiry = self._expiry(timeout)
         keys = list(mapping)
         commands = [
-            self._set_args(full, self._dump(value), expiry)
+            self._set_args(full, self._dump(full, value, expiry), expiry)
             for full, value in zip(self._keys(keys), mapping.values(), strict=True)
         ]
         if not commands:
@@ -572,7 +599,7 @@ class BaseRedisCache(BaseCache):
             return self._fault("lookup", exc, default)
         if data is None:
             return default
-        return self._decode_or(key, data, default)
+        return self._decode_or(key, full, data, default)
 
     def lookup_many(self, *keys: str) -> dict[str, Any]:
         """Return ``{key: value}`` for those of ``keys`` that hold a value (one MGET; on a
@@ -590,9 +617,9 @@ class BaseRedisCache(BaseCache):
         except self._errors as exc:
             return self._fault("lookup_many", exc, {})
         found: dict[str, Any] = {}
-        for key, data in zip(keys, values, strict=True):
+        for key, made, data in zip(keys, full, values, strict=True):
             if data is not None:
-                value = self._decode_or(key, data, _NOT_FOUND)
+                value = self._decode_or(key, made, data, _NOT_FOUND)
                 if value is not _NOT_FOUND:
                     found[key] = value
         return found
@@ -616,26 +643,38 @@ class BaseRedisCache(BaseCache):
             self._partial(operation, "read", len(full) - unread, len(full), failure)
         return values
 
-    def _decode_or(self, key: str, data: bytes, default: Any) -> Any:
+    def _decode_or(self, key: str, full: str, data: bytes, default: Any) -> Any:
         # ``data`` decoded, or ``default`` (logged by _load) when it cannot be.
         serializer = self.serializer
-        try:
-            if data[0] == 33 and type(serializer) is PickleSerializer:  # b"!" + pickle
-                return pickle.loads(data[1:])
-            return serializer.loads(data)
-        except Exception:
-            self._load(key, data)  # decodes again, to log why it cannot
-            return default
+        if type(serializer) is PickleSerializer:
+            try:
+                if data[0] == 33:  # b"!" + pickle
+                    return pickle.loads(data[1:])
+                return serializer.loads(data)
+            except Exception:  # _load decodes it again, to log why it cannot
+                pass
+        value = self._load(key, full, data, _NOT_FOUND)
+        return default if value is _NOT_FOUND else value
 
     def touch(self, key: str, timeout: Timeout = None) -> bool:
         """Give ``key`` a new ``timeout`` (None = the default, 0 = never expire) without
         rewriting its value: ``EXPIRE``, or ``PERSIST`` for 0.
 
-        :returns: True if the key exists; False if not or on a backend fault.
+        With a serializer that binds the expiry into the value (``secret_key``: see
+        :class:`~cachecore.types.KeyedSerializer`), the value is signed again with the new
+        expiry and replaced only if unchanged meanwhile (one Lua script; on ``memory://``
+        it needs the ``lupa`` package): a new TTL alone would leave a value that reads as a
+        miss after its old expiry.
+
+        :returns: True if the key exists; False if not, if its value cannot be decoded
+            (logged) or on a backend fault.
         :raises TypeError, ValueError: a malformed ``timeout``, as for :meth:`set`.
         """
         full = self._key(key)
         expiry = self._expiry(timeout)
+        serializer = self.serializer
+        if type(serializer) is not PickleSerializer and _keyed(serializer, "dumps") is not None:
+            return self._touch_keyed(key, full, expiry)
         try:
             if expiry:
                 return bool(self._writes.call("EXPIRE", full, expiry))
@@ -647,6 +686,24 @@ class BaseRedisCache(BaseCache):
         if failure is not None:
             return self._fault("touch", failure, False)
         return bool(replies[1])
+
+    def _touch_keyed(self, key: str, full: str, expiry: int) -> bool:
+        for _ in range(3):  # another writer may replace the value between GET and swap
+            try:
+                data = self._writes.call("GET", full)  # the primary's, not a replica's
+            except self._errors as exc:
+                return self._fault("touch", exc, False)
+            value = self._load(key, full, data, _NOT_FOUND)
+            if value is _NOT_FOUND:  # gone, or unreadable (logged): nothing to keep
+                return False
+            fresh = self._dump(full, value, expiry)
+            try:
+                swapped = self._writes.call_once("EVAL", _SWAP_SCRIPT, 1, full, data, fresh, expiry)
+            except self._errors as exc:
+                return self._fault("touch", exc, False)
+            if int(swapped) >= 0:
+                return bool(int(swapped))
+        return True  # it exists, with values newer than this touch
 
     def inc_existing(self, key: str, delta: int = 1) -> int | None:
         """Atomically add ``delta`` to the integer under ``key``, only if the key exists;

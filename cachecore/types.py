@@ -32,6 +32,23 @@ class Serializer(Protocol):
     def loads(self, data: bytes) -> Any: ...
 
 
+@runtime_checkable
+class KeyedSerializer(Serializer, Protocol):
+    """A wire format whose stored bytes depend on the key and expiry they are stored with.
+
+    When the cache's serializer has ``dumps_for`` and ``loads_for`` (both, or neither),
+    the cache calls them instead of ``dumps`` and ``loads``, passing the full key as sent
+    to the server (key prefix included) and, on writes, the timeout in whole seconds
+    (0 = never expires). :class:`cachecore.serializers.SignedSerializer` uses this to
+    bind each signature to its key and expiry. The errors are those of ``dumps`` and
+    ``loads``. A serializer without these methods is unaffected.
+    """
+
+    def dumps_for(self, key: str | bytes, value: Any, timeout: int) -> bytes: ...
+
+    def loads_for(self, key: str | bytes, data: bytes) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Backend:
     """A backend a plugin provides, as returned by the ``cachecore_backends`` hook.

@@ -189,6 +189,17 @@ def test_legacy_pickles_are_read_only_by_the_plain_pickle_format(url: str) -> No
     assert signed.get("forged", "refused") == "refused"  # an unsigned pickle: a miss
 
 
+def test_a_signed_backend_deletes_on_a_zero_timeout_and_touches(url: str) -> None:
+    signed = backend(url, OPTIONS={"serializer": "signed", "secret_key": "a secret of 16+ bytes"})
+    signed.set("k", {"a": 1})
+    signed.set("k", {"a": 2}, timeout=0)  # Django: delete; the value is still checked
+    assert signed.get("k") is None
+    assert signed.set_many({"k": 1, "j": 2}, timeout=0) == []
+    signed.set("t", "v", timeout=60)
+    assert signed.touch("t", 600) is True
+    assert signed.get("t") == "v"
+
+
 # -- Django's timeouts on the server ---------------------------------------------------
 
 

@@ -188,7 +188,7 @@ class CachecoreCache(BaseCache):  # type: ignore[misc]  # Django ships no type h
         key = self.make_and_validate_key(key, version=version)
         seconds = self._seconds(timeout)
         if seconds is None:
-            self._cache.serializer.dumps(value)  # an unpicklable value fails alike
+            self._cache._dump(key, value, 0)  # an unpicklable value fails alike
             self._cache.delete(key)
         else:
             self._cache.set(key, value, seconds)
@@ -248,9 +248,8 @@ class CachecoreCache(BaseCache):  # type: ignore[misc]  # Django ships no type h
         full = [self.make_and_validate_key(key, version=version) for key in data]
         seconds = self._seconds(timeout)
         if seconds is None:
-            dumps = self._cache.serializer.dumps
-            for value in data.values():
-                dumps(value)
+            for made, value in zip(full, data.values(), strict=True):
+                self._cache._dump(made, value, 0)
             self._cache.delete_many(*full)
             return []
         stored = self._cache.set_many(dict(zip(full, data.values(), strict=True)), seconds)
