@@ -5,8 +5,9 @@ connection failures or timeouts it *opens*: calls fail at once with
 :class:`CircuitOpenError` (a client ``ConnectionError``, so the cache returns its fault
 value and logs it) for ``reset_timeout`` seconds. Then it is *half-open*: one call goes
 through as a trial while the others still fail fast; success *closes* it, failure opens
-it again. Server replies that are errors (``WRONGTYPE``, ``OOM``...) are not failures of
-the connection and never trip it.
+it again. Server replies that are errors (``WRONGTYPE``, ``OOM``, ``LOADING``...) are not
+failures of the connection and never trip it, although the client libraries make
+``LOADING`` (``BusyLoadingError``) a ``ConnectionError``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ def _connection_failures() -> tuple[type[BaseException], ...]:
     return tuple(failures)
 
 
+def _server_answers() -> tuple[type[BaseException], ...]:
+    """Error replies the client libraries raise as a ``ConnectionError``: ``LOADING``."""
+    answers: list[type[BaseException]] = [redis.exceptions.BusyLoadingError]
+    try:
+        import valkey.exceptions
+    except ImportError:
+        pass
+    else:
+        answers.append(valkey.exceptions.BusyLoadingError)
+    return tuple(answers)
+
+
 class _Pipeline:
     def __init__(self, breaker: CircuitBreakerClient, pipeline: Any) -> None:
         self._breaker = breaker
@@ -78,6 +91,7 @@ class CircuitBreakerClient:
         self._state = CLOSED
         self._lock = threading.Lock()
         self._failure_types = _connection_failures()
+        self._answer_types = _server_answers()
 
     @property
     def state(self) -> str:
@@ -92,6 +106,9 @@ class CircuitBreakerClient:
         trial = self._admit()
         try:
             result = function()
+        except self._answer_types:
+            self._record_success(trial)  # a reply: the connection works
+            raise
         except self._failure_types as exc:
             if not isinstance(exc, CircuitOpenError):
                 self._record_failure(trial)

@@ -26,13 +26,12 @@ import os
 import sys
 import textwrap
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from cachecore import plugins
-from cachecore.config import from_url, get_cache, redact_url, resolve_config
+from cachecore.config import from_url, get_cache, resolve_config
 from cachecore.demo import DEMO_PREFIX, run_demo
 from cachecore.errors import (
     BackendError,
@@ -42,6 +41,7 @@ from cachecore.errors import (
     SerializationError,
     ValueTooLargeError,
 )
+from cachecore.redaction import is_secret, redact_options, redact_url, scrub, secrets_in
 from cachecore.redis_base import BaseRedisCache, client_errors, glob_escape
 from cachecore.server_info import describe_server, flatten_info, parse_info
 from cachecore.topology import describe_topology, is_cluster_client, node_client
@@ -61,13 +61,12 @@ WIDTH = 80
 SCAN_BATCH = 1000
 """Keys per SCAN step when ``info`` counts the keys under a prefix."""
 
-SENSITIVE_OPTIONS = frozenset({"password", "secret_key", "old_secret_keys"})
-
 URL_HELP = """\
 URL: a cache URL such as memory://, redis://[[USER]:PASSWORD@]HOST:PORT/DB,
 valkey://..., keydb://... (its scheme picks the backend). Without one, the
 configured cache is used: $CACHECORE_URL (plus CACHECORE_<OPTION> variables),
-else [tool.cachecore] in ./pyproject.toml, else the embedded memory:// default.
+else [tool.cachecore] in the nearest pyproject.toml up from here, else the
+embedded memory:// default.
 """
 
 KEYS_HELP = """
@@ -119,8 +118,8 @@ class _Context:
 
 def _redact_options(options: Mapping[str, Any]) -> str:
     return ", ".join(
-        f"{name}={'***' if name in SENSITIVE_OPTIONS else repr(value)}"
-        for name, value in options.items()
+        f"{name}={value if is_secret(name) else repr(value)}"
+        for name, value in redact_options(options).items()
     )
 
 
@@ -136,26 +135,12 @@ def _secrets(ctx: _Context) -> set[str]:
         else:
             urls.append(resolved.url)
             options.update(resolved.options)
-    found = {str(options[name]) for name in SENSITIVE_OPTIONS if options.get(name)}
-    for url in urls:
-        try:
-            parts = urllib.parse.urlsplit(url)
-            password = parts.password
-        except ValueError:
-            continue
-        if password:
-            found.add(password)
-        for name, value in urllib.parse.parse_qsl(parts.query):
-            if name.lower() in SENSITIVE_OPTIONS and value:
-                found.add(value)
-    return found | {urllib.parse.quote(secret, safe="") for secret in found}
+    return secrets_in(urls, options)
 
 
 def _scrub(message: str, ctx: _Context) -> str:
     """``message`` without any secret of :func:`_secrets` (error texts may quote a URL)."""
-    for secret in sorted(_secrets(ctx), key=len, reverse=True):
-        message = message.replace(secret, "***")
-    return message
+    return scrub(message, _secrets(ctx))
 
 
 def _parse_options(raw: Sequence[str]) -> dict[str, Any]:
@@ -381,8 +366,8 @@ def _backends_table(out: TextIO, verbose: bool = False) -> None:
     disabled = [name for name in unlisted if plugins.is_installed(name)]
     missing = [name for name in unlisted if name not in disabled]
     notes = []
-    if missing:
-        notes.append(f"not installed: {', '.join(missing)} (pip install NAME)")
+    for name in missing:
+        notes.append(f"not installed: {name} ({plugins.install_hint(name)})")
     if disabled:
         notes.append(
             f"installed but not loaded: {', '.join(disabled)} "
@@ -439,6 +424,12 @@ def cmd_backends(ctx: _Context) -> int:
         return EXIT_OK
     _backends_table(ctx.out, ctx.args.verbose)
     return EXIT_OK
+
+
+def _print_wrapped(out: TextIO, text: str) -> None:
+    """``text`` indented by two spaces, wrapped to :data:`WIDTH` (continuations by four)."""
+    for line in _wrap(text, "  ", "    ") or ["  "]:
+        print(line, file=out)
 
 
 def _print_json(ctx: _Context, document: Mapping[str, Any]) -> None:
@@ -764,13 +755,13 @@ def cmd_demo(ctx: _Context) -> int:
     cache = _open(ctx)
     with cache:
         print(f"\nSelected: {ctx.shown_url}, backend {_backend_of(cache)}", file=ctx.out)
-        print(f"  why: {ctx.source}", file=ctx.out)
+        _print_wrapped(ctx.out, f"why: {ctx.source}")
         if ctx.url is None:
             configured = resolve_config().options
             if configured:
-                print(f"  configured options: {_redact_options(configured)}", file=ctx.out)
+                _print_wrapped(ctx.out, f"configured options: {_redact_options(configured)}")
         if ctx.options:
-            print(f"  options from --option: {_redact_options(ctx.options)}", file=ctx.out)
+            _print_wrapped(ctx.out, f"options from --option: {_redact_options(ctx.options)}")
         if ctx.source.startswith("nothing configured"):
             print(
                 "  (set CACHECORE_URL, or url in [tool.cachecore] of pyproject.toml,\n"

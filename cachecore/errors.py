@@ -13,6 +13,12 @@ class ConfigurationError(CachecoreError, ValueError):
     """A configuration value (URL, option, mapping) is malformed or contradicts another."""
 
 
+class OptionTypeError(ConfigurationError, TypeError):
+    """An option given in Python has the wrong type (``default_timeout=2.5``,
+    ``key_prefix=5``): a :class:`ConfigurationError` that is also the ``TypeError``
+    Python code expects for a wrong type."""
+
+
 class UnknownBackendError(ConfigurationError):
     """No installed backend handles the requested name or URL scheme.
 
@@ -35,6 +41,14 @@ class BackendError(CachecoreError):
     Raised only by caches built with ``raise_errors=True``; otherwise each method
     returns its documented fault value and logs a warning. The original client
     exception is chained as ``__cause__``.
+    """
+
+
+class ConnectionCheckError(BackendError, RuntimeError):
+    """``check_connection=True`` found the server unreachable when the cache was built.
+
+    Also a :class:`RuntimeError`, the type cachelib raises there, so code written as
+    ``except RuntimeError`` for cachelib keeps working.
     """
 
 

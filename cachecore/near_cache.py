@@ -11,6 +11,12 @@ Redis/Valkey/KeyDB 6+): a background thread holds two connections of its own,
 
 Entries are cached only while both connections are healthy; any error on them (server
 restart, network fault, ``CLIENT KILL``) drops every local entry before reconnecting.
+The thread checks both at least every :data:`POLL_SECONDS`, whatever traffic the
+listener gets: the owner for a close (a killed owner silently ends tracking), the
+listener by its own replies, and it PINGs the listener every
+:data:`LISTENER_PING_SECONDS`. Local entries are served only while the last PING
+answered within :data:`MAX_UNCONFIRMED_SECONDS`, so even a thread that cannot notice a
+failure (a stalled network, a starved thread) stops serving them after that bound.
 A value fetched while an invalidation for its key arrives is not stored, and each entry
 keeps the key's TTL, so an expiring key is never served past its expiry.
 """
@@ -31,11 +37,18 @@ log = logging.getLogger("cachecore")
 INVALIDATE_CHANNEL = b"__redis__:invalidate"
 DEFAULT_MAX_ENTRIES = 10_000
 DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
-HEALTH_CHECK_SECONDS = 1.0
-"""How often an idle listener checks the tracking owner connection is still alive."""
+POLL_SECONDS = 0.05
+"""The longest the invalidation thread waits before checking that the tracking owner
+connection is still open (the delay before a ``CLIENT KILL`` of it is noticed)."""
+LISTENER_PING_SECONDS = 0.25
+"""How often the listener is sent a PING, to confirm the path invalidations take."""
+MAX_UNCONFIRMED_SECONDS = 1.0
+"""Local entries are served only while the listener answered a PING sent at most this
+many seconds ago; otherwise reads go to the server."""
 
 _WRITE_COMMANDS = frozenset({"SET", "UNLINK", "DEL", "INCRBY", "EXPIRE", "PEXPIRE", "GETDEL"})
 _FLUSH_COMMANDS = frozenset({"FLUSHDB", "FLUSHALL"})
+_SCRIPT_COMMANDS = frozenset({"EVAL", "EVALSHA"})
 
 
 class _Pipeline:
@@ -95,6 +108,7 @@ class NearCacheClient:
         self._pending: dict[Any, object] = {}
         self._lock = threading.Lock()
         self._ready = False
+        self._confirmed_at = 0.0
         self._epoch = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -113,8 +127,11 @@ class NearCacheClient:
             return self._get(args[1])
         if command == "MGET" and self._usable():
             return self._mget(args[1:])
-        if command in _WRITE_COMMANDS:
-            keys = args[1:] if command in ("UNLINK", "DEL") else args[1:2]
+        if command in _WRITE_COMMANDS or command in _SCRIPT_COMMANDS:
+            if command in _SCRIPT_COMMANDS:  # script, numkeys, keys...: it may write any
+                keys = args[3 : 3 + int(args[2])]
+            else:
+                keys = args[1:] if command in ("UNLINK", "DEL") else args[1:2]
             try:
                 return self._client.execute_command(*args, **options)
             finally:
@@ -149,7 +166,7 @@ class NearCacheClient:
             self._after_fork()
         if self._thread is None:
             self._start()
-        return self._ready
+        return self._ready and time.monotonic() - self._confirmed_at < MAX_UNCONFIRMED_SECONDS
 
     def _get(self, key: Any) -> Any:
         entry = self._entries.get(key)
@@ -282,6 +299,7 @@ class NearCacheClient:
                 )
                 owner.read_response()
                 self.invalidate_all()
+                self._confirmed_at = time.monotonic()
                 self._ready = True
                 delay = 0.05
                 self._listen(listener, owner)
@@ -305,12 +323,26 @@ class NearCacheClient:
             delay = min(delay * 2, 1.0)
 
     def _listen(self, listener: Any, owner: Any) -> None:
+        ping_sent: float | None = None  # when the unanswered listener PING was sent
+        last_ping = time.monotonic()
         while not self._stop.is_set():
-            if not listener.can_read(timeout=HEALTH_CHECK_SECONDS):
-                owner.send_command("PING")
-                owner.read_response()
+            # The owner never gets a reply it did not ask for: anything readable is the
+            # close of a killed owner (whose tracking ended with it).
+            if owner.can_read(timeout=0):
+                raise ConnectionError("the tracking owner connection was closed")
+            now = time.monotonic()
+            if ping_sent is None and now - last_ping >= LISTENER_PING_SECONDS:
+                listener.send_command("PING")
+                ping_sent = last_ping = now
+            elif ping_sent is not None and now - ping_sent > MAX_UNCONFIRMED_SECONDS:
+                raise TimeoutError("the invalidation listener did not answer a PING")
+            if not listener.can_read(timeout=POLL_SECONDS):
                 continue
             message = listener.read_response()
+            if isinstance(message, list) and message[:1] == [b"pong"]:
+                if ping_sent is not None:
+                    self._confirmed_at, ping_sent = ping_sent, None
+                continue
             if not isinstance(message, list) or len(message) < 3 or message[0] != b"message":
                 continue
             self.invalidations += 1

@@ -15,19 +15,76 @@ client-side cache) or the client is not a plain pooled one, :class:`ClientComman
 sends through the client's ``execute_command`` and ``pipeline()`` instead;
 :class:`ClusterCommands` does so for a cluster client, and keeps the live nodes
 answering when one node refuses connections. :func:`commands_for` picks.
+
+Retries. The client's ``retry`` (cachecore's default: one immediate retry on a broken
+connection) re-sends a command whose connection failed, which is only safe when running
+it twice means the same as running it once. Each class therefore has two ways to send
+one command: :meth:`~ClientCommands.call` (retried: reads, plain ``SET``, ``UNLINK`` of
+``delete_many``) and :meth:`~ClientCommands.call_once` (``INCRBY``, ``SET NX``, the
+``UNLINK`` of ``delete``, whose answers change when run twice): once the command may have
+reached the server, a broken connection is raised, never retried, because the server may
+have executed it and only its reply was lost.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
+import contextvars
 import functools
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 Command = tuple[Any, ...]
 Packer = Callable[[Command], bytes]
+
+_SEND_ONCE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "cachecore_send_once", default=False
+)
+
+
+@contextlib.contextmanager
+def send_once() -> Iterator[None]:
+    """Within this block, a client whose ``retry`` comes from :func:`retry_class` (every
+    client cachecore builds, cluster clients included) makes one attempt per command:
+    no retry on a broken connection, and no cluster-level retry after a slot-map refresh."""
+    token = _SEND_ONCE.set(True)
+    try:
+        yield
+    finally:
+        _SEND_ONCE.reset(token)
+
+
+def sending_once() -> bool:
+    """Whether the caller is inside :func:`send_once`."""
+    return _SEND_ONCE.get()
+
+
+@functools.cache
+def retry_class(base: type[Any]) -> type[Any]:
+    """``base`` (redis-py's or valkey-py's ``Retry``) made to obey :func:`send_once`:
+    inside it, ``call_with_retry`` makes one attempt (a failure still runs the failure
+    callback, which disconnects) and ``get_retries()`` is 0, which redis-py's cluster
+    client reads for its own retries."""
+
+    def call_with_retry(self: Any, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
+        if _SEND_ONCE.get():
+            single = base(self._backoff, 0, self._supported_errors)
+            return single.call_with_retry(do, fail, *args, **kwargs)
+        return base.call_with_retry(self, do, fail, *args, **kwargs)
+
+    def get_retries(self: Any) -> int:
+        return 0 if _SEND_ONCE.get() else int(base.get_retries(self))
+
+    namespace = {
+        "call_with_retry": call_with_retry,
+        "get_retries": get_retries,
+        "__module__": __name__,
+        "__doc__": retry_class.__doc__,
+    }
+    return type(f"SendOnce{base.__name__}", (base,), namespace)
 
 
 @functools.cache
@@ -143,6 +200,18 @@ class ClientCommands:
         """
         return self.client.execute_command(*args)
 
+    def call_once(self, *args: Any) -> Any:
+        """Run one command that must not run twice, and return its reply.
+
+        A client built by cachecore (its ``retry`` from :func:`retry_class`) makes one
+        attempt. A client built elsewhere retries as its own ``retry`` says: cachecore
+        cannot stop that through ``execute_command``.
+
+        :raises: the error reply's exception, or the client's connection errors.
+        """
+        with send_once():
+            return self.client.execute_command(*args)
+
     def run(self, commands: list[Command]) -> list[Any]:
         """Run ``commands`` in one round trip and return one reply per command, in
         order; an error reply comes back as its exception.
@@ -216,6 +285,26 @@ class PooledCommands(ClientCommands):
             return super().call(*args)
         return self._on_connection(args[0], lambda connection: self._exchange_one(connection, args))
 
+    def call_once(self, *args: Any) -> Any:
+        """As :meth:`ClientCommands.call_once`, whatever the client's ``retry``: a failure
+        to *send* is retried as the client's ``retry`` says (the server cannot have
+        received the whole command), a failure while waiting for the reply is raised."""
+        if self.metrics_on is not None and self.metrics_on():
+            return super().call_once(*args)
+        pool = self.pool
+        connection = pool.get_connection(args[0]) if self.named else pool.get_connection()
+        try:
+            pack = self.pack
+            packed = [pack(args)] if pack is not None else connection.pack_command(*args)
+            connection.retry.call_with_retry(
+                lambda: connection.send_packed_command(packed),
+                lambda _error: connection.disconnect(),
+            )
+            # A failure here is not retried: the client's read disconnects on it.
+            return connection.read_response()
+        finally:
+            pool.release(connection)
+
     def run(self, commands: list[Command]) -> list[Any]:
         if self.metrics_on is not None and self.metrics_on():
             return super().run(commands)
@@ -228,7 +317,8 @@ class PooledCommands(ClientCommands):
         pool = self.pool
         connection = pool.get_connection(command_name) if self.named else pool.get_connection()
         try:
-            # Retried as the client's retry says: callers send idempotent commands only.
+            # Retried as the client's retry says: callers send idempotent commands only
+            # here (see call_once).
             return connection.retry.call_with_retry(
                 lambda: exchange(connection), lambda _error: connection.disconnect()
             )

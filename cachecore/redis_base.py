@@ -14,7 +14,7 @@ from typing import Any, NoReturn, Self, TypeVar
 
 from cachecore import topology
 from cachecore.base import BaseCache
-from cachecore.errors import BackendError, ValueTooLargeError
+from cachecore.errors import BackendError, ConnectionCheckError, ValueTooLargeError
 from cachecore.pooled import ClientCommands, commands_for
 from cachecore.serializers import PickleSerializer
 from cachecore.timeouts import to_seconds
@@ -55,6 +55,17 @@ def client_errors() -> tuple[type[BaseException], ...]:
     else:
         errors += [valkey.exceptions.ValkeyError, valkey.exceptions.ValkeyClusterException]
     return tuple(errors)
+
+
+_NOT_FOUND = object()
+
+_INC_EXISTING_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local reply = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+if type(reply) == 'table' and reply.err then return {reply.err} end
+return reply
+"""
+"""INCRBY only on an existing key: nil when missing, {error} when INCRBY refuses it."""
 
 
 def _check_delta(delta: object) -> None:
@@ -114,8 +125,9 @@ class BaseRedisCache(BaseCache):
         that reads from replicas. Default: ``client``.
     :param ignore_delete_many_errors: accepted for cachelib compatibility; cachecore's
         ``delete_many`` deletes all keys in one command, so there is no partial failure.
-    :param check_connection: PING the server now and raise :class:`BackendError` if it
-        does not answer (cachelib raises RuntimeError; BackendError is a different type).
+    :param check_connection: PING the server now and raise
+        :class:`~cachecore.errors.ConnectionCheckError` (a :class:`BackendError` and a
+        ``RuntimeError``, as cachelib raises) if it does not answer.
     """
 
     serializer: Serializer = PickleSerializer()
@@ -161,7 +173,7 @@ class BaseRedisCache(BaseCache):
             try:
                 client.execute_command("PING")
             except self._errors as exc:
-                raise BackendError(f"cannot reach the server of {self!r}: {exc}") from exc
+                raise ConnectionCheckError(f"cannot reach the server of {self!r}: {exc}") from exc
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -347,11 +359,13 @@ class BaseRedisCache(BaseCache):
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` only if ``key`` does not exist, atomically (one ``SET NX``).
 
-        :returns: True if stored; False if the key exists or on a backend fault.
+        :returns: True if stored; False if the key exists or on a backend fault. Never
+            retried once sent: if the connection breaks before the reply arrives, the
+            result is a fault (False, with a warning) although the value may be stored.
         """
         args = self._set_args(self._key(key), self._dump(value), self._expiry(timeout))
         try:
-            return bool(self._writes.call(*args, "NX"))
+            return bool(self._writes.call_once(*args, "NX"))
         except self._errors as exc:
             return self._fault("add", exc, False)
 
@@ -384,11 +398,12 @@ class BaseRedisCache(BaseCache):
     def delete(self, key: str) -> bool:
         """Delete ``key`` (UNLINK: the server frees memory in the background).
 
-        :returns: True if the key existed and was deleted; False if not or on a fault.
+        :returns: True if the key existed and was deleted; False if not or on a fault
+            (never retried once sent: after a lost reply the key may be gone).
         """
         full = self._key(key)
         try:
-            return bool(self._writes.call("UNLINK", full))
+            return bool(self._writes.call_once("UNLINK", full))
         except self._errors as exc:
             return self._fault("delete", exc, False)
 
@@ -522,6 +537,8 @@ class BaseRedisCache(BaseCache):
         """Atomically add ``delta`` (INCRBY); a missing key starts from 0.
 
         :returns: the new value; None on a fault or if the stored value is not an integer.
+            Never retried once sent, so never applied twice: after a lost reply the
+            result is None although the server may have applied ``delta`` once.
         :raises TypeError: ``delta`` is not an int.
         """
         return self._incrby("inc", key, delta, 1)
@@ -539,11 +556,129 @@ class BaseRedisCache(BaseCache):
             _check_delta(delta)
         full = self._key(key)
         try:
-            return int(self._writes.call("INCRBY", full, sign * delta))
+            return int(self._writes.call_once("INCRBY", full, sign * delta))
         except self._errors as exc:
             return self._fault(operation, exc, None)
 
     # -- beyond cachelib -----------------------------------------------------------------
+
+    def lookup(self, key: str, default: Any = None) -> Any:
+        """Return the value stored under ``key``, or ``default`` when there is none.
+
+        Unlike :meth:`get`, a stored None comes back as None, not as ``default``: a
+        framework backend (Django's ``get(key, default)``) can tell it from a miss.
+
+        :returns: the value; ``default`` when the key is missing, its value cannot be
+            decoded (logged) or on a backend fault (logged).
+        """
+        full = self._key(key)
+        try:
+            data = self._reads.call("GET", full)
+        except self._errors as exc:
+            return self._fault("lookup", exc, default)
+        if data is None:
+            return default
+        return self._decode_or(key, data, default)
+
+    def lookup_many(self, *keys: str) -> dict[str, Any]:
+        """Return ``{key: value}`` for those of ``keys`` that hold a value (one MGET; on a
+        cluster one per hash slot, pipelined). A stored None is kept; missing keys and
+        undecodable values (logged) are left out.
+
+        :returns: the found items; {} on a fault; on a cluster where a node refuses
+            connections, the other nodes' items (with one warning).
+        """
+        if not keys:
+            return {}
+        full = self._keys(keys)
+        try:
+            values = self._mget_raw("lookup_many", full)
+        except self._errors as exc:
+            return self._fault("lookup_many", exc, {})
+        found: dict[str, Any] = {}
+        for key, data in zip(keys, values, strict=True):
+            if data is not None:
+                value = self._decode_or(key, data, _NOT_FOUND)
+                if value is not _NOT_FOUND:
+                    found[key] = value
+        return found
+
+    def _mget_raw(self, operation: str, full: list[str]) -> list[bytes | None]:
+        # The stored bytes of the prefixed keys ``full``; a failed cluster node's keys
+        # read as None, reported once by _partial.
+        if not self._cluster:
+            values: list[bytes | None] = self._reads.call("MGET", *full)
+            return values
+        values = [None] * len(full)
+        failure: BaseException | None = None
+        unread = 0
+        for positions, reply in self._per_slot(self._reads, "MGET", full):
+            if isinstance(reply, BaseException):
+                failure, unread = reply, unread + len(positions)
+                continue
+            for position, data in zip(positions, reply, strict=True):
+                values[position] = data
+        if failure is not None:
+            self._partial(operation, "read", len(full) - unread, len(full), failure)
+        return values
+
+    def _decode_or(self, key: str, data: bytes, default: Any) -> Any:
+        # ``data`` decoded, or ``default`` (logged by _load) when it cannot be.
+        serializer = self.serializer
+        try:
+            if data[0] == 33 and type(serializer) is PickleSerializer:  # b"!" + pickle
+                return pickle.loads(data[1:])
+            return serializer.loads(data)
+        except Exception:
+            self._load(key, data)  # decodes again, to log why it cannot
+            return default
+
+    def touch(self, key: str, timeout: Timeout = None) -> bool:
+        """Give ``key`` a new ``timeout`` (None = the default, 0 = never expire) without
+        rewriting its value: ``EXPIRE``, or ``PERSIST`` for 0.
+
+        :returns: True if the key exists; False if not or on a backend fault.
+        :raises TypeError, ValueError: a malformed ``timeout``, as for :meth:`set`.
+        """
+        full = self._key(key)
+        expiry = self._expiry(timeout)
+        try:
+            if expiry:
+                return bool(self._writes.call("EXPIRE", full, expiry))
+            # PERSIST answers 0 for a key that had no timeout: EXISTS tells whether it is there.
+            replies = self._writes.run([("PERSIST", full), ("EXISTS", full)])
+        except self._errors as exc:
+            return self._fault("touch", exc, False)
+        failure = next((r for r in replies if isinstance(r, BaseException)), None)
+        if failure is not None:
+            return self._fault("touch", failure, False)
+        return bool(replies[1])
+
+    def inc_existing(self, key: str, delta: int = 1) -> int | None:
+        """Atomically add ``delta`` to the integer under ``key``, only if the key exists;
+        its timeout is kept. One Lua script (``EVAL``), so a key that expires meanwhile
+        is never re-created without a timeout. Needs server-side scripting; on
+        ``memory://``, the ``lupa`` package (``pip install fakeredis[lua]``).
+
+        :returns: the new value; None on a backend fault.
+        :raises KeyError: ``key`` does not exist.
+        :raises TypeError: ``delta`` is not an int, or the stored value is not an
+            integer (or the result would overflow 64 bits).
+        """
+        if type(delta) is not int:
+            _check_delta(delta)
+        full = self._key(key)
+        try:
+            reply = self._writes.call("EVAL", _INC_EXISTING_SCRIPT, 1, full, delta)
+        except self._errors as exc:
+            return self._fault("inc_existing", exc, None)
+        if reply is None:
+            raise KeyError(key)
+        if isinstance(reply, list):  # the script's {error}: INCRBY refused the value
+            error = reply[0] if reply else b"refused"
+            message = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+            raise TypeError(f"cannot add {delta} to the value of {key!r}: {message}")
+        return int(reply)
 
     def ping(self) -> bool:
         """Whether the server answers PING; False on a fault."""

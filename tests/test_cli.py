@@ -21,18 +21,10 @@ from cachecore.cli import main
 from cachecore.demo import DEMO_PREFIX, run_demo
 from cachecore.server_info import describe_server, parse_info
 from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
+from cachecore.testing.servers import newest_server_binary as _newest
 
 BINARIES = find_server_binaries()
 SERVER_NAMES = {"redis": "Redis", "valkey": "Valkey", "keydb": "KeyDB"}
-
-
-def _version_key(binary: ServerBinary) -> tuple[int, ...]:
-    return tuple(int(part) if part.isdigit() else -1 for part in binary.version.split("."))
-
-
-def _newest(kind: str) -> ServerBinary | None:
-    found = [b for b in BINARIES if b.kind == kind]
-    return max(found, key=_version_key) if found else None
 
 
 @pytest.fixture(autouse=True)
@@ -266,7 +258,9 @@ def test_get_of_an_undecodable_value_is_a_miss(
         "redis://[::1",  # urllib: Invalid IPv6 URL
         "memory://?default_timeout=-1",  # the cache's constructor
         "memory://?protocol=7",  # an option the backend does not take
-        "redis://127.0.0.1:1/0?protocol=7",  # redis-py refuses it while building the client
+        "redis://127.0.0.1:1/0?protocol=7",  # refused while the client is built
+        "memory://?socket_timeout=-1",
+        "redis://127.0.0.1:1/0?socket_timeout=-1",
     ],
 )
 def test_a_malformed_url_or_option_is_one_line_and_exit_2(
