@@ -2,7 +2,7 @@
 
 It exercises what an application does with a cache (hits, misses, ``add`` on an
 existing key, a value expiring, counters, batches of 100 keys, clearing) and prints
-one line per step with how long it took. Everything happens under the cache's key
+each step with how long it took and what it saw. Everything happens under the cache's key
 prefix, which must not be empty, so the demo never touches keys outside it.
 """
 
@@ -51,7 +51,8 @@ class _Steps:
         ok, detail = step()
         elapsed = time.perf_counter() - start
         mark = "ok  " if ok else "FAIL"
-        self.out.write(f"  {mark} {label:<28} {detail:<50} {_timing(elapsed, ops)}\n")
+        # Two lines, so a step fits an 80-column terminal.
+        self.out.write(f"  {mark} {label:<28} {_timing(elapsed, ops)}\n       {detail}\n")
         self.out.flush()
         if not ok:
             self.failed.append(label)

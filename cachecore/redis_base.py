@@ -195,7 +195,13 @@ class BaseRedisCache(BaseCache):
     # -- helpers -----------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.description}>"
+        # The description carries no password; a callable prefix is not called here.
+        prefix = self.key_prefix
+        if callable(prefix):
+            shown = " prefix=<callable>"
+        else:
+            shown = f" prefix={prefix!r}" if prefix else ""
+        return f"<{type(self).__name__} {self.description}{shown}>"
 
     @property
     def client(self) -> Any:

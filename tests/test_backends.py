@@ -39,7 +39,9 @@ def test_drop_in_constructor(name: str, server: ServerProcess) -> None:
     assert cache.get("k") == {"v": 1}
     assert server.client(db=3).exists("dropin:k") == 1
     assert server.client(db=0).exists("dropin:k") == 0
-    assert repr(cache) == f"<{CLASSES[name].__name__} {server.host}:{server.port}/3>"
+    assert repr(cache) == (
+        f"<{CLASSES[name].__name__} {server.host}:{server.port}/3 prefix='dropin:'>"
+    )
 
 
 @pytest.mark.parametrize("name", CLASSES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -140,13 +141,30 @@ def test_help_documents_the_url_rule(capsys: pytest.CaptureFixture[str]) -> None
     assert "--url" in out
 
 
-def test_backends_table_lists_memory(capsys: pytest.CaptureFixture[str]) -> None:
+def test_backends_table_fits_80_columns_and_lists_serializers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code, out, _ = run(capsys, "backends")
     assert code == 0
+    assert max(len(line) for line in out.splitlines()) <= 80, out
     memory_line = next(line for line in out.splitlines() if line.split()[:1] == ["memory"])
     assert "memory://" in memory_line
     assert "cachecore" in memory_line
-    assert "fakeredis" in memory_line
+    serializers = out.split("Serializers:")[1]
+    for name in ("pickle", "json"):
+        assert any(line.split()[:1] == [name] for line in serializers.splitlines()), out
+
+    # -v: every scheme of every backend, and each description, still in 80 columns.
+    code, verbose, _ = run(capsys, "backends", "-v")
+    assert code == 0
+    assert max(len(line) for line in verbose.splitlines()) <= 80, verbose
+    assert "fakeredis" in verbose
+    for backend in plugins.installed_backends():
+        for scheme in backend.schemes:
+            assert f"{scheme}://" in verbose
+    if "redis" in plugins.registry().backends:
+        assert "rediss+sentinel://" not in out  # the short table cuts long lists
+        assert "+4 more" in out
 
 
 def test_backends_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,6 +175,153 @@ def test_backends_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert memory["schemes"] == ["memory"]
     assert memory["distribution"] == "cachecore"
     assert document["failures"] == []
+    pickle = next(entry for entry in document["serializers"] if entry["name"] == "pickle")
+    assert pickle["distribution"] == "cachecore"
+    assert pickle["available"] is True
+    assert pickle["error"] is None
+
+
+def test_bare_command_prints_the_help_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys)
+    assert code == 0
+    assert out.startswith("usage: cachecore")
+    for command in ("backends", "ping", "info", "bench", "get", "set", "clear"):
+        assert command in out
+    assert "exits 0" in out
+    assert err == ""
+
+
+def test_each_command_help_shows_only_its_own_epilog(capsys: pytest.CaptureFixture[str]) -> None:
+    helps = {}
+    for command in ("backends", "ping", "info", "demo", "bench", "get", "set", "delete", "clear"):
+        code, helps[command], _ = run(capsys, command, "--help")
+        assert code == 0
+        assert max(len(line) for line in helps[command].splitlines()) <= 80, helps[command]
+    # The rule for a URL in front of keys belongs to the commands that take keys.
+    for command in ("get", "set", "delete"):
+        assert "contains '://'" in helps[command]
+    for command in ("backends", "ping", "info", "demo", "bench", "clear"):
+        assert "contains '://'" not in helps[command]
+    assert "URL: a cache URL" not in helps["backends"]
+    assert "0 PONG" in helps["ping"]
+    assert "no such key" in helps["get"]
+    assert "no such key" not in helps["set"]
+    assert "--yes" in helps["clear"]
+    assert "1 to 3600" in helps["bench"]
+
+
+def test_log_lines_are_written_once_without_the_logging_prefix(
+    capsys: pytest.CaptureFixture[str], mem_url: str
+) -> None:
+    # An application (or a library it imports) may have configured the root logger.
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    root.addHandler(handler)
+    try:
+        from_url(mem_url).client.set("garbled", b"!not a pickle")
+        code, _, err = run(capsys, "get", mem_url, "garbled")
+    finally:
+        root.removeHandler(handler)
+    assert code == 1
+    lines = err.splitlines()
+    logged = [line for line in lines if "cannot decode the value of 'garbled'" in line]
+    assert len(logged) == 1, err
+    assert logged[0].startswith("cachecore: cannot decode")
+    assert "WARNING:" not in err
+    assert logging.getLogger("cachecore").propagate is True  # restored after the command
+
+
+def test_get_of_an_undecodable_value_is_a_miss(
+    capsys: pytest.CaptureFixture[str], mem_url: str
+) -> None:
+    cache = from_url(mem_url)
+    cache.client.set("garbled", b"!not a pickle")
+    cache.set("nothing", None)
+    assert cache.get("garbled") is None  # the cache reads it as a miss...
+    code, out, err = run(capsys, "get", mem_url, "garbled")
+    assert code == 1  # ...and so does the command
+    assert out == ""
+    assert "no value for 'garbled'" in err
+    assert "cannot be decoded" in err
+    # A stored None is a value, not a miss: it prints as JSON null.
+    code, out, _ = run(capsys, "get", mem_url, "nothing")
+    assert (code, out) == (0, "null\n")
+    code, _, err = run(capsys, "get", mem_url, "never-set")
+    assert code == 1
+    assert "no key 'never-set'" in err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://[::1",  # urllib: Invalid IPv6 URL
+        "memory://?default_timeout=-1",  # the cache's constructor
+        "memory://?protocol=7",  # an option the backend does not take
+        "redis://127.0.0.1:1/0?protocol=7",  # refused while the client is built
+        "memory://?socket_timeout=-1",
+        "redis://127.0.0.1:1/0?socket_timeout=-1",
+    ],
+)
+def test_a_malformed_url_or_option_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    for command in ("ping", "info", "get"):
+        argv = [command, url] if command != "get" else [command, url, "k"]
+        code, out, err = run(capsys, *argv)
+        assert code == 2, (argv, err)
+        assert out == ""
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith("cachecore: error: ")
+
+
+def test_an_error_while_building_the_client_is_invalid_configuration(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, mem_url: str
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise KeyError("a client library's own idea of a bad option")
+
+    monkeypatch.setattr(plugins, "create_client", refuse)
+    code, out, err = run(capsys, "ping", mem_url)
+    assert (code, out) == (2, "")
+    assert err.startswith("cachecore: error: invalid configuration: KeyError:")
+    assert len(err.splitlines()) == 1
+
+
+def test_ping_and_info_json(capsys: pytest.CaptureFixture[str], mem_url: str) -> None:
+    code, out, _ = run(capsys, "ping", "--json", mem_url)
+    assert code == 0
+    document = json.loads(out)
+    assert document["url"] == mem_url
+    assert 0 < document["round_trip_ms"] < 1000
+
+    from_url(mem_url).set_many({"a:1": 1, "a:2": 2, "b:1": 3})
+    code, out, _ = run(capsys, "-o", "key_prefix=a:", "info", "--json", mem_url)
+    assert code == 0
+    document = json.loads(out)
+    assert document["url"] == mem_url
+    assert document["server"]["name"] == "fakeredis"
+    assert document["server"]["embedded"] is True
+    assert document["backend"]["name"] == "memory"
+    assert document["key_prefix"] == "a:"
+    assert document["keys"] == {"count": 2, "scope": "prefix", "method": "SCAN MATCH a:*"}
+    assert document["used_memory_bytes"] is None
+    assert document["nodes"] == []
+
+
+def test_output_to_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
+    for argv in (["backends"], ["backends", "--json"]):
+        reader = subprocess.Popen(
+            [sys.executable, "-m", "cachecore", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        assert reader.stdout is not None and reader.stderr is not None
+        reader.stdout.close()  # the reader is gone, as after `cachecore backends | head -0`
+        err = reader.stderr.read().decode()
+        assert reader.wait(timeout=60) == 1
+        assert err == ""
 
 
 def test_backends_shows_a_broken_plugin(
@@ -309,6 +474,7 @@ def test_demo_on_the_embedded_default(capsys: pytest.CaptureFixture[str]) -> Non
     assert f"Workload under key prefix {DEMO_PREFIX!r}" in out
     assert "FAIL" not in out
     assert out.rstrip().endswith("demo OK")
+    assert max(len(line) for line in out.splitlines()) <= 80, out
 
 
 def test_demo_explains_a_configured_cache(

@@ -1,8 +1,9 @@
 """How fast is cachecore against the raw client it wraps, on your own server?
 
-:func:`main_bench` is meant for a ``cachecore bench [URL]`` command: about twenty seconds of the
-workloads below, each against cachecore and against the bare client library (redis-py,
-valkey-py...) on the *same client object*, in alternating rounds, then a small table::
+:func:`main_bench` backs the ``cachecore bench [URL]`` command: the workloads below,
+each against cachecore and against the bare client library (redis-py, valkey-py...) on
+the *same client object*, in interleaved rounds, within a time budget (default twenty
+seconds, setup included), then a small table::
 
     from cachecore.bench import main_bench
     main_bench("valkey://localhost:6379/0", sys.stdout)
@@ -19,20 +20,35 @@ which also runs cachelib and its own pinned server) uses the same definitions:
 :mod:`cachecore.bench.run` (``run_bench``, ``main_bench`` and the table).
 """
 
-from cachecore.bench.harness import measure, paired_ratio
-from cachecore.bench.run import BENCH_PREFIX, DEFAULT_SECONDS, Row, main_bench, run_bench
+from cachecore.bench.harness import measure, measure_until, paired_ratio
+from cachecore.bench.run import (
+    BENCH_PREFIX,
+    DEFAULT_SECONDS,
+    MAX_SECONDS,
+    MIN_SECONDS,
+    Row,
+    bench_document,
+    main_bench,
+    report_bench,
+    run_bench,
+)
 from cachecore.bench.workloads import VALUE_TIMEOUT, WORKLOADS, Workload, raw_clear
 
 __all__ = [
     "BENCH_PREFIX",
     "DEFAULT_SECONDS",
+    "MAX_SECONDS",
+    "MIN_SECONDS",
     "VALUE_TIMEOUT",
     "WORKLOADS",
     "Row",
     "Workload",
+    "bench_document",
     "main_bench",
     "measure",
+    "measure_until",
     "paired_ratio",
     "raw_clear",
+    "report_bench",
     "run_bench",
 ]

@@ -3,8 +3,9 @@ raw client (the baseline a raw-client user would write to get the same Python va
 with the values and keys they use and their setup helpers.
 
 A workload's runners are built per column: ``cache_runner(cache, client, full_prefix)``
-and ``raw_runner(client, full_prefix)`` each return a :data:`Runner`, which runs ``n``
-calls and returns the seconds they took. The timed loops are written out inline in each
+and ``raw_runner(client, full_prefix)`` (each also takes ``key_count=``, the distinct keys a
+single-key workload fills) return a :data:`Runner`, which runs ``n`` calls and returns
+the seconds they took. The timed loops are written out inline in each
 runner on purpose: no wrapper call inside a timed loop.
 """
 
@@ -14,7 +15,7 @@ import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "CLEAR_BATCH",
@@ -22,6 +23,8 @@ __all__ = [
     "SINGLE_KEYS",
     "VALUE_TIMEOUT",
     "WORKLOADS",
+    "CacheRunnerFactory",
+    "RawRunnerFactory",
     "Runner",
     "Workload",
     "dict_value",
@@ -36,7 +39,7 @@ VALUE_TIMEOUT = 300
 """TTL of every key the benchmark writes: leftovers of an interrupted run expire."""
 
 SINGLE_KEYS = 1000
-"""Distinct keys a single-key workload cycles through."""
+"""Distinct keys a single-key workload cycles through, unless its builder is given fewer."""
 
 MANY_KEYS = 100
 """Keys per ``get_many`` / ``set_many`` / ``delete_many`` call."""
@@ -47,6 +50,20 @@ CLEAR_BATCH = 1000
 Runner = Callable[[int], float]
 """Runs ``n`` calls of a workload on one column; returns the seconds they took (setup
 that must not count, like re-creating keys to delete, is left out of that time)."""
+
+
+class CacheRunnerFactory(Protocol):
+    """Builds a :data:`Runner` for anything with the cache API: does the untimed setup
+    (e.g. fills the ``key_count`` keys a single-key workload reads), then returns the
+    runner, which takes ``n`` up to ``key_count``."""
+
+    def __call__(self, cache: Any, client: Any, prefix: str, key_count: int = ...) -> Runner: ...
+
+
+class RawRunnerFactory(Protocol):
+    """Builds a :data:`Runner` for the raw client, as :class:`CacheRunnerFactory`."""
+
+    def __call__(self, client: Any, prefix: str, key_count: int = ...) -> Runner: ...
 
 
 # --------------------------------------------------------------------------- values
@@ -95,8 +112,8 @@ def _check(ok: bool, what: str) -> None:
 # side pays for an extra wrapper call per operation.
 
 
-def _cache_get(cache: Any, client: Any, prefix: str) -> Runner:
-    keys = key_names("get", SINGLE_KEYS)
+def _cache_get(cache: Any, client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
+    keys = key_names("get", key_count)
     cache.set_many({k: str_value(i) for i, k in enumerate(keys)})
     _check(cache.get(keys[1]) == str_value(1), "cache get after set_many")
     get = cache.get
@@ -111,8 +128,8 @@ def _cache_get(cache: Any, client: Any, prefix: str) -> Runner:
     return run
 
 
-def _raw_get(client: Any, prefix: str) -> Runner:
-    keys = [prefix + k for k in key_names("get", SINGLE_KEYS)]
+def _raw_get(client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
+    keys = [prefix + k for k in key_names("get", key_count)]
     fill_raw(client, {k: str_value(i) for i, k in enumerate(keys)})
     get = client.get
 
@@ -128,8 +145,8 @@ def _raw_get(client: Any, prefix: str) -> Runner:
     return run
 
 
-def _cache_set(cache: Any, client: Any, prefix: str) -> Runner:
-    keys = key_names("set", SINGLE_KEYS)
+def _cache_set(cache: Any, client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
+    keys = key_names("set", key_count)
     value = str_value(0)
     set_ = cache.set
 
@@ -143,8 +160,8 @@ def _cache_set(cache: Any, client: Any, prefix: str) -> Runner:
     return run
 
 
-def _raw_set(client: Any, prefix: str) -> Runner:
-    keys = [prefix + k for k in key_names("set", SINGLE_KEYS)]
+def _raw_set(client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
+    keys = [prefix + k for k in key_names("set", key_count)]
     value = str_value(0)
     set_ = client.set
 
@@ -158,8 +175,8 @@ def _raw_set(client: Any, prefix: str) -> Runner:
     return run
 
 
-def _cache_has(cache: Any, client: Any, prefix: str) -> Runner:
-    keys = key_names("has", SINGLE_KEYS)
+def _cache_has(cache: Any, client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
+    keys = key_names("has", key_count)
     cache.set_many({k: str_value(i) for i, k in enumerate(keys)})
     _check(cache.has(keys[1]), "cache has after set_many")
     has = cache.has
@@ -174,8 +191,8 @@ def _cache_has(cache: Any, client: Any, prefix: str) -> Runner:
     return run
 
 
-def _raw_has(client: Any, prefix: str) -> Runner:
-    keys = [prefix + k for k in key_names("has", SINGLE_KEYS)]
+def _raw_has(client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
+    keys = [prefix + k for k in key_names("has", key_count)]
     fill_raw(client, {k: str_value(i) for i, k in enumerate(keys)})
     exists = client.exists
 
@@ -189,9 +206,9 @@ def _raw_has(client: Any, prefix: str) -> Runner:
     return run
 
 
-def _cache_counter(tag: str) -> Callable[[Any, Any, str], Runner]:
-    def build(cache: Any, client: Any, prefix: str) -> Runner:
-        keys = key_names(tag, SINGLE_KEYS)
+def _cache_counter(tag: str) -> CacheRunnerFactory:
+    def build(cache: Any, client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
+        keys = key_names(tag, key_count)
         # Start every counter with a TTL (INCRBY keeps it), so nothing outlives the run.
         cache.set_many(dict.fromkeys(keys, 0))
         step = cache.inc if tag == "inc" else cache.dec
@@ -208,9 +225,9 @@ def _cache_counter(tag: str) -> Callable[[Any, Any, str], Runner]:
     return build
 
 
-def _raw_counter(tag: str) -> Callable[[Any, str], Runner]:
-    def build(client: Any, prefix: str) -> Runner:
-        keys = [prefix + k for k in key_names(tag, SINGLE_KEYS)]
+def _raw_counter(tag: str) -> RawRunnerFactory:
+    def build(client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
+        keys = [prefix + k for k in key_names(tag, key_count)]
         fill_raw(client, dict.fromkeys(keys, 0))
         step = client.incrby if tag == "inc" else client.decrby
 
@@ -226,7 +243,7 @@ def _raw_counter(tag: str) -> Callable[[Any, str], Runner]:
     return build
 
 
-def _cache_add(cache: Any, client: Any, prefix: str) -> Runner:
+def _cache_add(cache: Any, client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
     value = str_value(0)
     add = cache.add
     counter = [0]
@@ -243,7 +260,7 @@ def _cache_add(cache: Any, client: Any, prefix: str) -> Runner:
     return run
 
 
-def _raw_add(client: Any, prefix: str) -> Runner:
+def _raw_add(client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
     value = str_value(0)
     set_ = client.set
     counter = [0]
@@ -260,8 +277,8 @@ def _raw_add(client: Any, prefix: str) -> Runner:
     return run
 
 
-def _cache_get_many(tag: str, make: Callable[[int], Any]) -> Callable[[Any, Any, str], Runner]:
-    def build(cache: Any, client: Any, prefix: str) -> Runner:
+def _cache_get_many(tag: str, make: Callable[[int], Any]) -> CacheRunnerFactory:
+    def build(cache: Any, client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
         keys = key_names(tag, MANY_KEYS)
         cache.set_many({k: make(i) for i, k in enumerate(keys)})
         _check(cache.get_many(*keys)[-1] == make(MANY_KEYS - 1), "cache get_many")
@@ -278,7 +295,7 @@ def _cache_get_many(tag: str, make: Callable[[int], Any]) -> Callable[[Any, Any,
     return build
 
 
-def _raw_get_many_str(client: Any, prefix: str) -> Runner:
+def _raw_get_many_str(client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
     keys = [prefix + k for k in key_names("gms", MANY_KEYS)]
     fill_raw(client, {k: str_value(i) for i, k in enumerate(keys)})
     mget = client.mget
@@ -292,7 +309,7 @@ def _raw_get_many_str(client: Any, prefix: str) -> Runner:
     return run
 
 
-def _raw_get_many_str_pickled(client: Any, prefix: str) -> Runner:
+def _raw_get_many_str_pickled(client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
     keys = [prefix + k for k in key_names("gmp", MANY_KEYS)]
     # The very bytes cachecore and cachelib store: b"!" + pickle.
     fill_raw(client, {k: b"!" + pickle.dumps(str_value(i), -1) for i, k in enumerate(keys)})
@@ -308,7 +325,7 @@ def _raw_get_many_str_pickled(client: Any, prefix: str) -> Runner:
     return run
 
 
-def _raw_get_many_dict(client: Any, prefix: str) -> Runner:
+def _raw_get_many_dict(client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
     keys = [prefix + k for k in key_names("gmd", MANY_KEYS)]
     fill_raw(client, {k: pickle.dumps(dict_value(i), -1) for i, k in enumerate(keys)})
     mget = client.mget
@@ -323,7 +340,7 @@ def _raw_get_many_dict(client: Any, prefix: str) -> Runner:
     return run
 
 
-def _cache_set_many(cache: Any, client: Any, prefix: str) -> Runner:
+def _cache_set_many(cache: Any, client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
     mapping = {k: str_value(i) for i, k in enumerate(key_names("sm", MANY_KEYS))}
     set_many = cache.set_many
 
@@ -336,7 +353,7 @@ def _cache_set_many(cache: Any, client: Any, prefix: str) -> Runner:
     return run
 
 
-def _raw_set_many(client: Any, prefix: str) -> Runner:
+def _raw_set_many(client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
     items = [(prefix + k, str_value(i)) for i, k in enumerate(key_names("sm", MANY_KEYS))]
     pipeline = client.pipeline
 
@@ -352,7 +369,9 @@ def _raw_set_many(client: Any, prefix: str) -> Runner:
     return run
 
 
-def _cache_delete_many(cache: Any, client: Any, prefix: str) -> Runner:
+def _cache_delete_many(
+    cache: Any, client: Any, prefix: str, key_count: int = SINGLE_KEYS
+) -> Runner:
     keys = key_names("dm", MANY_KEYS)
     refill = dict.fromkeys([prefix + k for k in keys], b"x")
     delete_many = cache.delete_many
@@ -369,7 +388,7 @@ def _cache_delete_many(cache: Any, client: Any, prefix: str) -> Runner:
     return run
 
 
-def _raw_delete_pipeline(client: Any, prefix: str) -> Runner:
+def _raw_delete_pipeline(client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
     keys = [prefix + k for k in key_names("dm", MANY_KEYS)]
     refill = dict.fromkeys(keys, b"x")
     pipeline = client.pipeline
@@ -389,7 +408,7 @@ def _raw_delete_pipeline(client: Any, prefix: str) -> Runner:
     return run
 
 
-def _raw_delete_del(client: Any, prefix: str) -> Runner:
+def _raw_delete_del(client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
     keys = [prefix + k for k in key_names("dm", MANY_KEYS)]
     refill = dict.fromkeys(keys, b"x")
     delete = client.delete
@@ -416,16 +435,19 @@ class Workload:
         decoding work a raw-client user needs to get the same Python values back.
     :param goal: cachecore must reach at least this fraction of the raw speed; None for
         a row that only shows where the floor is.
-    :param cache_runner: builds the Runner for a cache ``(cache, client, full_prefix)``.
-    :param raw_runner: builds the Runner for the raw client ``(client, full_prefix)``.
+    :param cache_runner: builds the Runner for a cache ``(cache, client, full_prefix,
+        key_count=SINGLE_KEYS)``; ``key_count`` is how many distinct keys a single-key
+        workload fills and cycles through (the runner's ``n`` stays at most that).
+    :param raw_runner: builds the Runner for the raw client ``(client, full_prefix,
+        key_count=SINGLE_KEYS)``.
     """
 
     name: str
     cache_op: str
     raw_op: str
     goal: float | None
-    cache_runner: Callable[[Any, Any, str], Runner]
-    raw_runner: Callable[[Any, str], Runner]
+    cache_runner: CacheRunnerFactory
+    raw_runner: RawRunnerFactory
 
 
 WORKLOADS: tuple[Workload, ...] = (
