@@ -29,7 +29,7 @@ from cachecore.types import Serializer, Timeout
 __all__ = ["CachecoreCache"]
 
 
-class CachecoreCache(BaseCache):  # type: ignore[misc]  # Flask-Caching's bases are untyped
+class CachecoreCache(BaseCache):
     """Flask-Caching's backend API (cachelib's) on a cachecore cache.
 
     Built by Flask-Caching through :meth:`factory` from the app's config; directly:
