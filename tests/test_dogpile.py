@@ -299,3 +299,25 @@ def test_stopped_server_raises_with_raise_errors(stopped: ServerProcess) -> None
     mutex = region.backend.get_mutex("k")
     with pytest.raises(BackendError, match="acquire of lock"):
         mutex.acquire()
+
+
+def test_values_of_dogpile_cache_redis_are_recreated(
+    valkey_backend: CachecoreBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What docs/dogpile.md says about migrating: dogpile.cache.redis's values read as
+    misses (one warning each) and the region re-creates them."""
+    url = valkey_backend.cache.client.connection_pool.connection_kwargs
+    old = make_region().configure(
+        "dogpile.cache.redis", arguments={"host": url["host"], "port": url["port"], "db": url["db"]}
+    )
+    old.set("dp-lock:page", "old value")
+    new = make_region().configure(
+        "cachecore",
+        arguments={
+            "url": f"valkey://{url['host']}:{url['port']}/{url['db']}",
+            "key_prefix": "dp-lock:",
+        },
+    )
+    assert new.get("page") is NO_VALUE
+    assert any("cannot decode" in m for m in cachecore_warnings(caplog))
+    assert new.get_or_create("page", lambda: "new value") == "new value"
