@@ -117,9 +117,14 @@ RUNNERS: dict[str, Callable[[Any], Runner]] = {"get": get_runner, "set": set_run
 
 
 def run_rows(
-    backends: dict[str, Any], rounds: int, slice_seconds: float, rows: Sequence[str] = ROWS
+    backends: dict[str, Any],
+    rounds: int,
+    slice_seconds: float,
+    rows: Sequence[str] = ROWS,
+    baselines: Sequence[str] = BASELINES,
 ) -> list[RowResult]:
-    """Measure each row on every backend, interleaved; ratios per cachecore column."""
+    """Measure each row on every backend, interleaved; the ratio of each cachecore column
+    (a name starting with ``cachecore``) to each of ``baselines``."""
     results = []
     for row in rows:
         columns = {name: RUNNERS[row](cache) for name, cache in backends.items()}
@@ -127,7 +132,7 @@ def run_rows(
         ratios: dict[str, float] = {}
         spreads: dict[str, float] = {}
         for ours in (c for c in backends if c.startswith("cachecore")):
-            for base in (b for b in BASELINES if b in backends):
+            for base in (b for b in baselines if b in backends):
                 ratio, spread = paired_ratio(samples[ours], samples[base])
                 ratios[f"{ours}/{base}"] = ratio
                 spreads[f"{ours}/{base}"] = spread

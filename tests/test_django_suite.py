@@ -14,14 +14,11 @@ do for ``RedisCache``), nothing else changed. Every other test must pass.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import secrets
 import subprocess
 import sys
-import tarfile
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -30,6 +27,7 @@ from pathlib import Path
 
 import django
 import pytest
+from sdist import sdist_tree
 
 from cachecore.testing.pytest_plugin import ServerPool
 from cachecore.testing.servers import ServerBinary, find_server_binaries
@@ -60,49 +58,10 @@ TARGETS = [
 ]
 
 
-def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cachecore" / "django-sdist"
-
-
 def django_tests_dir() -> Path:
-    """The ``tests/`` tree of the installed Django's source distribution, downloaded and
-    unpacked on first use (a file lock keeps concurrent sessions from racing)."""
-    version = django.__version__
-    root = _cache_root()
-    unpacked = root / f"django-{version}"
-    tests = unpacked / "tests"
-    if (tests / "runtests.py").is_file():
-        return tests
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (tests / "runtests.py").is_file():
-            return tests
-        with tempfile.TemporaryDirectory(dir=root) as work:
-            download = subprocess.run(
-                [
-                    *(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"),
-                    *("--no-binary", ":all:", "--dest", work, f"django=={version}"),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=SUITE_TIMEOUT,
-                check=False,
-            )
-            if download.returncode != 0:
-                pytest.fail(
-                    f"cannot download Django {version}'s source distribution from PyPI:\n"
-                    f"{download.stdout}\n{download.stderr}"
-                )
-            (archive,) = Path(work).glob("*.tar.gz")
-            top = f"django-{version}/tests/"
-            with tarfile.open(archive) as tar:
-                members = [m for m in tar.getmembers() if m.name.startswith(top)]
-                tar.extractall(work, members=members, filter="data")
-            # Renamed into place whole: a reader sees all of it or nothing.
-            os.replace(Path(work) / f"django-{version}", unpacked)
-    return tests
+    """The ``tests/`` tree of the installed Django's source distribution (see
+    :func:`sdist.sdist_tree`)."""
+    return sdist_tree("django", django.__version__, "tests", "runtests.py")
 
 
 @dataclass
