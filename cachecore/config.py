@@ -19,7 +19,7 @@ from cachecore.errors import ConfigurationError
 from cachecore.options import CACHE_OPTIONS, CLIENT_OPTIONS, split_options
 from cachecore.redis_base import BaseRedisCache
 from cachecore.serializers import CompressedSerializer, SignedSerializer
-from cachecore.types import Serializer
+from cachecore.types import Backend, Serializer
 
 DEFAULT_URL = "memory://"
 ENV_URL = "CACHECORE_URL"
@@ -112,6 +112,37 @@ def build_serializer(
     return serializer
 
 
+@dataclass(frozen=True)
+class CachePlan:
+    """What a URL and options ask for, checked, before any client is built: shared by
+    :func:`from_url` and :func:`cachecore.aio.from_url`."""
+
+    backend: Backend
+    bare_url: str
+    """The URL without its query string (the options are parsed out of it)."""
+    cache_options: dict[str, Any]
+    client_options: dict[str, Any]
+    registry: plugins.Registry
+    description: str
+    """The URL as ``repr`` shows it: redacted."""
+
+
+def plan_cache(url: str, options: Mapping[str, Any]) -> CachePlan:
+    """Parse ``url`` and ``options`` as :func:`from_url` does.
+
+    :raises UnknownBackendError: no installed backend handles the scheme.
+    :raises ConfigurationError: a malformed URL or option.
+    """
+    scheme = _scheme(url)
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    cache_options, client_options = split_options({**query, **options})
+    reg = plugins.registry()
+    backend = plugins.find_backend(scheme, reg)
+    bare_url = url.partition("?")[0]
+    return CachePlan(backend, bare_url, cache_options, client_options, reg, redact_url(bare_url))
+
+
 def from_url(url: str, **options: Any) -> BaseRedisCache:
     """Build a cache for ``url``; its scheme picks the backend.
 
@@ -126,19 +157,15 @@ def from_url(url: str, **options: Any) -> BaseRedisCache:
     :raises UnknownBackendError: no installed backend handles the scheme.
     :raises ConfigurationError: a malformed URL or option.
     """
+    plan = plan_cache(url, options)
     scheme = _scheme(url)
-    parts = urllib.parse.urlsplit(url)
-    query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-    cache_options, client_options = split_options({**query, **options})
-    reg = plugins.registry()
-    backend = plugins.find_backend(scheme, reg)
-    bare_url = url.partition("?")[0]
+    cache_options, reg, backend = plan.cache_options, plan.registry, plan.backend
     near_cache = bool(cache_options.get("near_cache") or "near_cache_size" in cache_options)
     if near_cache and (scheme == "memory" or "+" in scheme):
         raise ConfigurationError(
             f"near_cache needs a single Redis/Valkey/KeyDB server; {scheme}:// is not supported"
         )
-    client = plugins.create_client(backend, bare_url, client_options, reg)
+    client = plugins.create_client(backend, plan.bare_url, plan.client_options, reg)
     if cache_options.get("circuit_breaker") or any(
         name.startswith("circuit_breaker_") for name in cache_options
     ):
@@ -160,7 +187,7 @@ def from_url(url: str, **options: Any) -> BaseRedisCache:
         raise_errors=cache_options.get("raise_errors", False),
         max_value_size=cache_options.get("max_value_size"),
     )
-    cache.description = redact_url(bare_url)
+    cache.description = plan.description
     return cache
 
 
@@ -175,12 +202,8 @@ def _near_cache_client(client: Any, cache_options: Mapping[str, Any]) -> Any:
     )
 
 
-def from_config(config: Mapping[str, Any]) -> BaseRedisCache:
-    """Build a cache from a mapping: ``url`` (or ``backend`` plus optional ``host``,
-    ``port``, ``db``), and any option :func:`from_url` takes::
-
-        cachecore.from_config({"url": "redis://cache:6379/1", "key_prefix": "app:"})
-        cachecore.from_config({"backend": "valkey", "host": "cache", "port": 6380})
+def url_and_options(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The URL and options a configuration mapping means (see :func:`from_config`).
 
     :raises ConfigurationError: neither ``url`` nor ``backend``, or both.
     """
@@ -200,7 +223,20 @@ def from_config(config: Mapping[str, Any]) -> BaseRedisCache:
         raise ConfigurationError(
             "cache configuration needs 'url' (e.g. 'valkey://localhost:6379/0') or 'backend'"
         )
-    return from_url(str(url), **options)
+    return str(url), options
+
+
+def from_config(config: Mapping[str, Any]) -> BaseRedisCache:
+    """Build a cache from a mapping: ``url`` (or ``backend`` plus optional ``host``,
+    ``port``, ``db``), and any option :func:`from_url` takes::
+
+        cachecore.from_config({"url": "redis://cache:6379/1", "key_prefix": "app:"})
+        cachecore.from_config({"backend": "valkey", "host": "cache", "port": 6380})
+
+    :raises ConfigurationError: neither ``url`` nor ``backend``, or both.
+    """
+    url, options = url_and_options(config)
+    return from_url(url, **options)
 
 
 def _env_options(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -258,6 +294,12 @@ def get_cache(**overrides: Any) -> BaseRedisCache:
     URL). Each call builds a new cache object
     (``memory://`` caches share data); keep one per application.
     """
+    return from_config(configured(overrides))
+
+
+def configured(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration mapping :func:`get_cache` builds from: what
+    :func:`resolve_config` finds, with ``overrides`` on top."""
     resolved = resolve_config()
     config = dict(resolved.options)
     if resolved.url:
@@ -265,4 +307,4 @@ def get_cache(**overrides: Any) -> BaseRedisCache:
     if "url" in overrides or "backend" in overrides:
         config.pop("url", None)
         config.pop("backend", None)
-    return from_config({**config, **overrides})
+    return {**config, **overrides}

@@ -153,6 +153,26 @@ class ServerCache(BaseRedisCache):
             raise ConfigurationError(f"unknown client option: {exc}") from None
         return client
 
+    @classmethod
+    def async_client_from_url(cls, url: str, options: Mapping[str, Any]) -> Any:
+        """An asyncio client for ``url``: the same URLs, options and defaults as
+        :meth:`client_from_url`, on the library's asyncio client (see
+        :mod:`cachecore.aio.clients`)."""
+        from cachecore.aio.clients import async_client_from_url
+
+        cls.library()  # a clear error when the library is missing
+        tls_schemes = topology.TLS_SCHEMES | {
+            alias for alias, target in cls.scheme_aliases.items() if target in topology.TLS_SCHEMES
+        }
+        return async_client_from_url(
+            cls.client_module,
+            cls.client_class_name,
+            url,
+            options,
+            cls.scheme_aliases,
+            tls_schemes,
+        )
+
 
 class ServerBackendPlugin:
     """The two hooks of a server backend plugin, for a :class:`ServerCache` subclass.
@@ -185,3 +205,12 @@ class ServerBackendPlugin:
         if backend.name != self.backend.name:
             return None
         return self._cache_class.client_from_url(url, options)
+
+    @hookimpl
+    def cachecore_create_async_client(
+        self, backend: Backend, url: str, options: Mapping[str, Any]
+    ) -> Any:
+        """An asyncio client for ``url`` when ``backend`` is this plugin's."""
+        if backend.name != self.backend.name:
+            return None
+        return self._cache_class.async_client_from_url(url, options)
