@@ -185,7 +185,7 @@ def parse_topology_url(
 
 
 @functools.cache
-def _cache_cluster_class(base: type[Any]) -> type[Any]:
+def cache_cluster_class(base: type[Any]) -> type[Any]:
     """``base`` (the library's cluster client) with two changes:
 
     * ``mget`` accepts keys of any slots, as a standalone client's does, so code written
@@ -206,7 +206,7 @@ def _cache_cluster_class(base: type[Any]) -> type[Any]:
             error for error in base.ERRORS_ALLOW_RETRY if not issubclass(error, timeout_error)
         ),
         "__module__": __name__,
-        "__doc__": _cache_cluster_class.__doc__,
+        "__doc__": cache_cluster_class.__doc__,
     }
     return types.new_class(base.__name__, (base,), {}, lambda ns: ns.update(namespace))
 
@@ -252,7 +252,7 @@ def cluster_client(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return _cache_cluster_class(cluster_class)(startup_nodes=startup, **kwargs)
+            return cache_cluster_class(cluster_class)(startup_nodes=startup, **kwargs)
     except client_errors() as exc:
         # The client reads the slot map now: no seed node answering is a backend fault.
         seeds = ",".join(f"{host}:{port}" for host, port in spec.nodes)

@@ -217,7 +217,8 @@ class _AsyncClusterNode:
         return self
 
     async def send(self, *command: Any) -> Any:
-        return await self.client.execute_command(*command, target_nodes=self._node)
+        # The node's own client: the cluster client would key each reply by node name.
+        return await self._node.execute_command(*command)
 
     send_once = send
 

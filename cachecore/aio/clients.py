@@ -94,18 +94,11 @@ def _cluster(
         else:
             kwargs["read_from_replicas"] = True
     kwargs.setdefault("cluster_error_retry_attempts", 1)
-    # A timed-out command is not retried: a hung node costs one socket timeout.
-    timeout_error = importlib.import_module(f"{module.__name__.partition('.')[0]}.exceptions")
-    allowed = tuple(
-        error
-        for error in cluster_class.ERRORS_ALLOW_RETRY
-        if not issubclass(error, timeout_error.TimeoutError)
-    )
     startup = [cluster_module.ClusterNode(host, port) for host, port in spec.nodes]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        client = cluster_class(startup_nodes=startup, **kwargs)
-    client.ERRORS_ALLOW_RETRY = allowed
+        # The blocking cluster client's changes: no retry after a timeout, mget across slots.
+        client = topology.cache_cluster_class(cluster_class)(startup_nodes=startup, **kwargs)
     return client
 
 

@@ -1,0 +1,83 @@
+"""The conformance suite on the asyncio API over Cluster and Sentinel, plain and TLS,
+on the same deployments as ``test_scale_out.py`` (whose fixtures this module uses)."""
+
+from __future__ import annotations
+
+import pytest
+from test_scale_out import (  # the deployments of the blocking scale-out tests
+    _ca,
+    cluster,
+    deployment,
+    sentinel,
+    tls_cluster,
+    tls_deployment,
+    tls_files,
+    tls_sentinel,
+)
+
+import cachecore.aio
+from cachecore.testing.aio_conformance import AsyncCacheConformance, AsyncCacheFactory
+from cachecore.testing.cluster import ClusterProcess
+from cachecore.testing.sentinel import SentinelSetup
+from cachecore.testing.servers import ServerBinary, TLSFiles
+
+__all__ = [  # fixtures, re-exported for pytest
+    "cluster",
+    "deployment",
+    "sentinel",
+    "tls_cluster",
+    "tls_deployment",
+    "tls_files",
+    "tls_sentinel",
+]
+
+
+def _factory(url: str) -> AsyncCacheFactory:
+    return lambda **options: cachecore.aio.from_url(url, **options)
+
+
+class TestAsyncClusterConformance(AsyncCacheConformance):
+    """The whole suite on ``<scheme>+cluster://`` through the asyncio cluster client."""
+
+    @pytest.fixture
+    def async_cache_factory(
+        self, cluster: ClusterProcess, deployment: tuple[ServerBinary, str]
+    ) -> AsyncCacheFactory:
+        return _factory(cluster.url(f"{deployment[1]}+cluster"))
+
+
+class TestAsyncSentinelConformance(AsyncCacheConformance):
+    """The whole suite on ``<scheme>+sentinel://`` through the asyncio Sentinel client,
+    reading from the replica."""
+
+    @pytest.fixture
+    def async_cache_factory(
+        self, sentinel: SentinelSetup, deployment: tuple[ServerBinary, str]
+    ) -> AsyncCacheFactory:
+        return _factory(sentinel.url(f"{deployment[1]}+sentinel"))
+
+
+class TestAsyncTLSClusterConformance(AsyncCacheConformance):
+    """The whole suite on ``<scheme>s+cluster://`` through the asyncio cluster client."""
+
+    @pytest.fixture
+    def async_cache_factory(
+        self,
+        tls_cluster: ClusterProcess,
+        tls_deployment: tuple[ServerBinary, str],
+        tls_files: TLSFiles,
+    ) -> AsyncCacheFactory:
+        return _factory(tls_cluster.url(f"{tls_deployment[1]}+cluster") + _ca(tls_files))
+
+
+class TestAsyncTLSSentinelConformance(AsyncCacheConformance):
+    """The whole suite on ``<scheme>s+sentinel://`` through the asyncio Sentinel client."""
+
+    @pytest.fixture
+    def async_cache_factory(
+        self,
+        tls_sentinel: SentinelSetup,
+        tls_deployment: tuple[ServerBinary, str],
+        tls_files: TLSFiles,
+    ) -> AsyncCacheFactory:
+        return _factory(tls_sentinel.url(f"{tls_deployment[1]}+sentinel") + _ca(tls_files))
