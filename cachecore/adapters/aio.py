@@ -34,17 +34,26 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def _drop_connections(client: Any) -> bool:
+_parents_connections: list[Any] = []
+"""In a forked child, the parent's connection objects, kept alive: closing one (its
+finalizer does) would unregister the socket from the event loop's epoll instance,
+which the child shares with the parent, and the parent would stop hearing replies."""
+
+
+def _drop_connections(client: Any, forked: bool = False) -> bool:
     """Forget ``client``'s pooled connections without closing them (they belong to a
     closed loop or to the parent process). False when the client has no such pool."""
     pool = getattr(client, "connection_pool", None)
     reset = getattr(pool, "reset", None)
     if reset is None:
         return False
+    if forked:
+        _parents_connections.extend(getattr(pool, "_available_connections", ()))
+        _parents_connections.extend(getattr(pool, "_in_use_connections", ()))
     reset()
     manager = getattr(pool, "sentinel_manager", None)
     for sentinel in getattr(manager, "sentinels", ()):
-        _drop_connections(sentinel)
+        _drop_connections(sentinel, forked)
     return True
 
 
@@ -90,6 +99,16 @@ class AsyncClientTransport:
     def reader(self) -> AsyncTransport:
         return self if self._reader is None else self._reader
 
+    def current_client(self) -> Any:
+        """The client, ready for the running event loop (if any): after a loop change
+        or a fork, its old connections are dropped first, as before a command."""
+        try:
+            self._check_loop()
+        except RuntimeError as exc:
+            if "no running event loop" not in str(exc):
+                raise
+        return self.client
+
     def _check_loop(self) -> None:
         loop = asyncio.get_running_loop()
         if loop is not self._loop or self._generation != _forks[0]:
@@ -108,15 +127,18 @@ class AsyncClientTransport:
             # asyncio.run did, see _loop_guard, unless the loop was closed by hand),
             # or this is a forked child: forget them, never touching their sockets.
             self._abandon_guard()
-            self._drop()
+            self._drop(forked)
         self._loop, self._generation = loop, _forks[0]
         self._start_guard()
 
-    def _drop(self) -> None:
+    def _drop(self, forked: bool = False) -> None:
         if self._rebuild is not None:
-            _drop_connections(self.client)
+            if forked:
+                _parents_connections.append(self.client)
+            else:
+                _drop_connections(self.client)
             self.client = self._rebuild()
-        elif not _drop_connections(self.client):
+        elif not _drop_connections(self.client, forked):
             raise RuntimeError(
                 f"a {type(self.client).__name__} client cannot move to another event loop "
                 "or process; build the cache inside the event loop that uses it"

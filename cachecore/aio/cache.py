@@ -61,8 +61,10 @@ class AsyncBaseRedisCache(CacheProtocol):
 
     @property
     def client(self) -> Any:
-        """The asyncio client this cache writes through (for commands the API lacks)."""
-        return self._writes.client
+        """The asyncio client this cache writes through (for commands the API lacks),
+        ready for the running event loop."""
+        current = getattr(self._writes, "current_client", None)
+        return self._writes.client if current is None else current()
 
     @property
     def transport(self) -> AsyncTransport:

@@ -36,7 +36,9 @@ class _Bridged:
     @pytest.fixture
     def async_cache_factory(self) -> AsyncCacheFactory:
         """Return ``(**options) -> asyncio cache``; subclasses override."""
-        raise NotImplementedError("an asyncio conformance subclass must provide async_cache_factory")
+        raise NotImplementedError(
+            "an asyncio conformance subclass must provide async_cache_factory"
+        )
 
     @pytest.fixture
     def cache_factory(self, async_cache_factory: AsyncCacheFactory) -> Iterator[Callable[..., Any]]:
