@@ -20,7 +20,8 @@ import os
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
-from cachecore.adapters.libraries import errors_of
+from cachecore.adapters.libraries import describe_client, errors_of
+from cachecore.adapters.retry import send_once
 from cachecore.transport import AsyncTransport, Command
 
 _forks = [0]
@@ -55,17 +56,6 @@ def _drop_connections(client: Any, forked: bool = False) -> bool:
     for sentinel in getattr(manager, "sentinels", ()):
         _drop_connections(sentinel, forked)
     return True
-
-
-def describe_client(client: Any) -> str:
-    """Host, port and db of ``client``'s pool (never the password), or its class name."""
-    pool = getattr(client, "connection_pool", None)
-    kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", {}) or {}
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
-    if "host" in kwargs:
-        return f"{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
-    return type(client).__name__
 
 
 class AsyncClientTransport:
@@ -191,7 +181,10 @@ class AsyncClientTransport:
 
     async def send_once(self, *command: Any) -> Any:
         self._check_loop()
-        return await self.client.execute_command(*command)
+        # A client built by cachecore then makes one attempt (see adapters.retry); one
+        # built elsewhere retries as its own retry policy says.
+        with send_once():
+            return await self.client.execute_command(*command)
 
     async def send_batch(self, commands: Sequence[Command]) -> list[Any]:
         self._check_loop()
@@ -238,11 +231,13 @@ class _AsyncClusterNode:
     def reader(self) -> AsyncTransport:
         return self
 
+    async def send_once(self, *command: Any) -> Any:
+        with send_once():
+            return await self.send(*command)
+
     async def send(self, *command: Any) -> Any:
         # The node's own client: the cluster client would key each reply by node name.
         return await self._node.execute_command(*command)
-
-    send_once = send
 
     async def send_batch(self, commands: Sequence[Command]) -> list[Any]:
         # Used by clear() only (UNLINK of one slot, SCAN): sent one after the other.

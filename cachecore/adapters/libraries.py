@@ -146,3 +146,14 @@ def errors_of(client: Any) -> tuple[Errors, Errors, Errors]:
         tuple(dict.fromkeys(replies)),
         tuple(dict.fromkeys(errors)),
     )
+
+
+def describe_client(client: Any) -> str:
+    """Host, port and db of ``client``'s pool (never the password), or its class name."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", {}) or {}
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    if "host" in kwargs:
+        return f"{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    return type(client).__name__

@@ -15,6 +15,7 @@ from typing import Any
 
 from cachecore import topology
 from cachecore.adapters.aio import AsyncClientTransport
+from cachecore.adapters.retry import retry_class
 from cachecore.errors import ConfigurationError
 from cachecore.options import with_client_defaults
 
@@ -24,10 +25,10 @@ def async_client_options(library: str, options: Mapping[str, Any]) -> dict[str, 
     retry_module = importlib.import_module(f"{library}.asyncio.retry")
     backoff = importlib.import_module(f"{library}.backoff")
     exceptions = importlib.import_module(f"{library}.exceptions")
-    retry = retry_module.Retry(
-        backoff.NoBackoff(), 1, supported_errors=(exceptions.ConnectionError,)
-    )
-    return {"retry": retry, **with_client_defaults(options)}
+    broken = exceptions.ConnectionError
+    retry = retry_class(retry_module.Retry)(backoff.NoBackoff(), 1, supported_errors=(broken,))
+    # valkey-py's execute_command retries only the errors named in retry_on_error.
+    return {"retry": retry, "retry_on_error": [broken], **with_client_defaults(options)}
 
 
 def async_client_from_url(
