@@ -6,14 +6,15 @@ their API, such as fakeredis' or a third-party plugin's).
   client; whatever watches the client's calls (a subclass, OpenTelemetry, ddtrace,
   Sentry, redis-py's metrics) sees each one.
 * :class:`PooledTransport` is the fast path for a plain redis-py or valkey-py client of
-  a version it was tested with (``ClientLibrary.fast_path_versions``): it takes a connection from the client's own pool, packs commands with hiredis' or
-  libvalkey's ``pack_command`` (C, the same bytes on the wire) and reads the bare
-  replies, skipping ``execute_command``'s bookkeeping (about 4 us a call) and the
-  Python-level packer (a third of an ``MGET`` of 100 keys). The pool, its connections
-  (health checks, Sentinel discovery, TLS) and the connections' ``retry`` stay the
-  client's. Before each call it checks nobody started watching the client since (an
-  instrumentation library patching ``execute_command`` or ``Pipeline.execute``,
-  redis-py's metrics switched on): then that call goes through the public API.
+  a version it was tested with (``ClientLibrary.fast_path_versions``): it takes a
+  connection from the client's own pool, packs commands with hiredis' or libvalkey's
+  ``pack_command`` (C, the same bytes on the wire) and reads the bare replies, skipping
+  ``execute_command``'s bookkeeping (about 4 us a call) and the Python-level packer (a
+  third of an ``MGET`` of 100 keys). The pool, its connections (health checks, Sentinel
+  discovery, TLS) and the connections' ``retry`` stay the client's. Before each call it
+  checks nobody started watching the client since (an instrumentation library patching
+  ``execute_command`` or ``Pipeline.execute``, redis-py's metrics switched on): then
+  that call goes through the public API.
 * :class:`ClusterTransport` sends through a cluster client and keeps the live nodes
   answering a batch when one node refuses connections.
 
