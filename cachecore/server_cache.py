@@ -27,7 +27,8 @@ from cachecore.types import Backend, KeyPrefix, Serializer, Timeout
 class ServerCache(BaseRedisCache):
     """A cache on a Redis-protocol server; drop-in for cachelib's ``RedisCache``.
 
-    :param host: server host name, or an existing client to use as is.
+    :param host: server host name, or an existing client (or
+        :class:`~cachecore.transport.Transport`) to use as is.
     :param port: server port.
     :param password: server password (``AUTH``); never logged or shown in ``repr``.
     :param db: database number.
@@ -76,9 +77,6 @@ class ServerCache(BaseRedisCache):
                     f"client options {sorted(client_kwargs)} cannot apply to an existing client"
                 )
             client = host
-            if read_client is None:
-                # A Sentinel client built with read_from_replicas carries its replica client.
-                read_client = getattr(client, topology.READ_CLIENT_ATTRIBUTE, None)
         super().__init__(
             client,
             default_timeout,

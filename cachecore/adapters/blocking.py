@@ -243,6 +243,13 @@ def node_client(cluster: Any, node: Any) -> Any:
     return get(node)
 
 
+def primary_clients(cluster: Any) -> list[Any]:
+    """A client per primary of ``cluster``, after refreshing its slot map (so a primary
+    replaced by a failover since the last command is not targeted)."""
+    cluster.nodes_manager.initialize()
+    return [node_client(cluster, node) for node in cluster.get_primaries()]
+
+
 class ClusterTransport(ClientTransport):
     """A cluster client (``RedisCluster``, ``ValkeyCluster``...). Its pipeline gives up
     on every node when one node refuses the connection: then each node gets its share
@@ -281,10 +288,7 @@ class ClusterTransport(ClientTransport):
         return replies
 
     def nodes(self) -> list[Transport]:
-        # A refreshed slot map: a primary replaced by a failover is not targeted.
-        cluster = self.client
-        cluster.nodes_manager.initialize()
-        return [ClientTransport(node_client(cluster, node)) for node in cluster.get_primaries()]
+        return [ClientTransport(client) for client in primary_clients(self.client)]
 
     def describe(self) -> str:
         return type(self.client).__name__

@@ -130,6 +130,11 @@ def errors_of(client: Any) -> tuple[Errors, Errors, Errors]:
     library = library_of(client)
     if library is not None:
         return library.failures, library.reply_errors, library.errors
+    return _installed_errors()
+
+
+@functools.cache
+def _installed_errors() -> tuple[Errors, Errors, Errors]:
     failures: list[type[BaseException]] = []
     replies: list[type[BaseException]] = []
     errors: list[type[BaseException]] = []
@@ -146,6 +151,12 @@ def errors_of(client: Any) -> tuple[Errors, Errors, Errors]:
         tuple(dict.fromkeys(replies)),
         tuple(dict.fromkeys(errors)),
     )
+
+
+def installed_errors() -> Errors:
+    """Every error type of every installed client library, and OS socket errors: for
+    code that handles errors of clients it did not build."""
+    return _installed_errors()[2]
 
 
 def describe_client(client: Any) -> str:
