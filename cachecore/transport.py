@@ -25,7 +25,7 @@ Both are in :attr:`Transport.errors`, which the cache turns into its fault value
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 Command: TypeAlias = tuple[Any, ...]
@@ -93,7 +93,8 @@ class Transport(Protocol):
 @runtime_checkable
 class AsyncTransport(Protocol):
     """The asyncio counterpart of :class:`Transport`: the same members, with the
-    sending methods, :meth:`nodes` and :meth:`aclose` as coroutines."""
+    sending methods, :meth:`nodes` and :meth:`aclose` returning awaitables (``async
+    def`` methods, or plain ones handing back the client's own coroutine)."""
 
     client: Any
     failures: Errors
@@ -104,19 +105,19 @@ class AsyncTransport(Protocol):
     @property
     def reader(self) -> AsyncTransport: ...
 
-    async def send(self, *command: Any) -> Any:
+    def send(self, *command: Any) -> Awaitable[Any]:
         """See :meth:`Transport.send`."""
         ...
 
-    async def send_once(self, *command: Any) -> Any:
+    def send_once(self, *command: Any) -> Awaitable[Any]:
         """See :meth:`Transport.send_once`."""
         ...
 
-    async def send_batch(self, commands: Sequence[Command]) -> list[Any]:
+    def send_batch(self, commands: Sequence[Command]) -> Awaitable[list[Any]]:
         """See :meth:`Transport.send_batch`."""
         ...
 
-    async def nodes(self) -> list[AsyncTransport]:
+    def nodes(self) -> Awaitable[list[AsyncTransport]]:
         """See :meth:`Transport.nodes`."""
         ...
 
@@ -124,6 +125,6 @@ class AsyncTransport(Protocol):
         """See :meth:`Transport.describe`."""
         ...
 
-    async def aclose(self) -> None:
+    def aclose(self) -> Awaitable[None]:
         """Close every connection; the transport may still be used (it reconnects)."""
         ...

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 from cachecore.adapters.libraries import describe_client, errors_of
@@ -175,9 +175,12 @@ class AsyncClientTransport:
         manager = getattr(pool, "sentinel_manager", None)
         return [self.client, *getattr(manager, "sentinels", ())]
 
-    async def send(self, *command: Any) -> Any:
-        self._check_loop()
-        return await self.client.execute_command(*command)
+    def send(self, *command: Any) -> Awaitable[Any]:
+        # The client's own coroutine, awaited by the caller: no frame of ours on the way.
+        if self._loop is not asyncio.get_running_loop() or self._generation != _forks[0]:
+            self._bind(asyncio.get_running_loop())
+        awaitable: Awaitable[Any] = self.client.execute_command(*command)
+        return awaitable
 
     async def send_once(self, *command: Any) -> Any:
         self._check_loop()

@@ -259,8 +259,10 @@ class ClusterTransport(ClientTransport):
     def __init__(self, client: Any) -> None:
         super().__init__(client)
         self.keyslot = client.keyslot
-        module = importlib.import_module(f"{type(client).__module__.partition('.')[0]}.exceptions")
-        self._refused: tuple[type[BaseException], ...] = (module.ConnectionError,)
+        library = library_of(client)
+        name = "redis" if library is None else library.name
+        refused = importlib.import_module(f"{name}.exceptions").ConnectionError
+        self._refused: tuple[type[BaseException], ...] = (refused,)
 
     def send_batch(self, commands: Sequence[Command]) -> list[Any]:
         try:
