@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from cachecore.adapters.blocking import transport_for
+from cachecore.adapters.blocking import library_client, transport_for
 from cachecore.adapters.libraries import installed_errors
 from cachecore.base import BaseCache
 from cachecore.errors import BackendError
@@ -115,11 +115,12 @@ class BaseRedisCache(CacheProtocol, BaseCache):
 
     @property
     def _write_client(self) -> Any:
-        return self._writes.client
+        # The library's client itself, beneath any wrapper (near cache, circuit breaker).
+        return library_client(self._writes)
 
     @property
     def _read_client(self) -> Any:
-        return self._reads.client
+        return library_client(self._reads)
 
     # -- the drivers ---------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from urllib.parse import unquote
 from cachecore.adapters.blocking import (
     ClientTransport,
     is_cluster_client,
+    library_client,
     node_client,
     primary_clients,
 )
@@ -422,7 +423,7 @@ def describe_topology(cache: BaseRedisCache) -> list[dict[str, Any]]:
 
     Counting scans every node: meant for an occasional ``info``, not a hot path.
     """
-    client = cache.client
+    client = library_client(cache.transport)
     prefix = cache._prefix()
     pattern = glob_escape(prefix) + "*" if prefix else None
     if is_cluster_client(client):

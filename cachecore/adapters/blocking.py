@@ -315,6 +315,14 @@ def _fast_path_allowed(client: Any, library: ClientLibrary) -> bool:
     )
 
 
+def library_client(transport: Any) -> Any:
+    """The library's client at the bottom of ``transport``, through the wrappers that
+    hold an ``inner`` transport (the near cache, the circuit breaker)."""
+    while hasattr(transport, "inner"):
+        transport = transport.inner
+    return getattr(transport, "client", transport)
+
+
 def transport_for(client: Any, reader: Any = None) -> Transport:
     """The transport for a client with redis-py's API, or ``client`` itself when it
     already is a :class:`~cachecore.transport.Transport`.
