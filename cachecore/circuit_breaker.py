@@ -19,14 +19,15 @@ never trip it, although the client libraries make ``LOADING`` a connection error
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from cachecore.adapters.blocking import transport_for
 from cachecore.errors import ConfigurationError
-from cachecore.transport import Command, Transport
+from cachecore.transport import AsyncTransport, Command, Transport
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
@@ -89,6 +90,35 @@ class CircuitBreaker:
             raise
         except BaseException:
             self._record_success(trial)  # the server answered, if only with an error
+            raise
+        self._record_success(trial)
+        return result
+
+    async def acall(
+        self,
+        function: Callable[[], Awaitable[_T]],
+        failures: tuple[type[BaseException], ...],
+        answers: tuple[type[BaseException], ...],
+    ) -> _T:
+        """:meth:`call` for a coroutine function (asyncio transports). A cancelled call
+        counts neither way."""
+        trial = self._admit()
+        try:
+            result = await function()
+        except answers:
+            self._record_success(trial)
+            raise
+        except failures as exc:
+            if not isinstance(exc, CircuitOpenError):
+                self._record_failure(trial)
+            raise
+        except asyncio.CancelledError:
+            if trial:
+                with self._lock:
+                    self._trial_running = False
+            raise
+        except BaseException:
+            self._record_success(trial)
             raise
         self._record_success(trial)
         return result
@@ -206,3 +236,82 @@ class CircuitBreakerClient:
     def execute_command(self, *args: Any) -> Any:
         """Run a command of your own unless the circuit is open (bare reply)."""
         return self.send(*args)
+
+
+class AsyncCircuitBreakerClient:
+    """:class:`CircuitBreakerClient` for asyncio: an
+    :class:`~cachecore.transport.AsyncTransport` guarded by a circuit breaker.
+
+    :param inner: the asyncio transport to guard, or an asyncio client.
+    :param threshold: consecutive connection failures that open the circuit.
+    :param reset_timeout: seconds the circuit stays open before a trial call.
+    :param breaker: the state to use (shared with another transport); default: new.
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        threshold: int = 5,
+        reset_timeout: float = 5.0,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        from cachecore.adapters.aio import async_transport_for
+
+        self.breaker = breaker or CircuitBreaker(threshold, reset_timeout)
+        self.inner: AsyncTransport = async_transport_for(inner)
+        self.client = self
+        self.failures = (*self.inner.failures, CircuitOpenError)
+        self.reply_errors = self.inner.reply_errors
+        self.errors = (*self.inner.errors, CircuitOpenError)
+        self.keyslot = self.inner.keyslot
+        inner_reader = self.inner.reader
+        self._reader: AsyncTransport = (
+            self
+            if inner_reader is self.inner
+            else AsyncCircuitBreakerClient(inner_reader, breaker=self.breaker)
+        )
+
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half-open"``."""
+        return self.breaker.state
+
+    def _guard(self, function: Callable[[], Awaitable[_T]]) -> Awaitable[_T]:
+        return self.breaker.acall(function, self.inner.failures, self.inner.reply_errors)
+
+    @property
+    def reader(self) -> AsyncTransport:
+        return self._reader
+
+    def send(self, *command: Any) -> Awaitable[Any]:
+        return self._guard(lambda: self.inner.send(*command))
+
+    def send_once(self, *command: Any) -> Awaitable[Any]:
+        return self._guard(lambda: self.inner.send_once(*command))
+
+    def send_batch(self, commands: Sequence[Command]) -> Awaitable[list[Any]]:
+        return self._guard(lambda: self.inner.send_batch(commands))
+
+    async def nodes(self) -> list[AsyncTransport]:
+        nodes = await self._guard(self.inner.nodes)
+        if nodes == [self.inner]:
+            return [self]
+        return [AsyncCircuitBreakerClient(node, breaker=self.breaker) for node in nodes]
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def aclose(self) -> Awaitable[None]:
+        return self.inner.aclose()
+
+    def current_client(self) -> Any:
+        """The wrapper itself (raw commands go through the breaker), with the inner
+        transport made ready for the running event loop."""
+        current = getattr(self.inner, "current_client", None)
+        if current is not None:
+            current()
+        return self
+
+    async def execute_command(self, *args: Any) -> Any:
+        """Run a command of your own unless the circuit is open."""
+        return await self.send(*args)

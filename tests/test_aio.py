@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -106,18 +108,39 @@ def test_from_config_and_get_cache_follow_the_sync_rules(
         cachecore.aio.from_config({"url": "memory://", "backend": "memory"})
 
 
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        ({"near_cache": True}, "near_cache is not supported by the asyncio cache"),
-        ({"circuit_breaker": True}, "circuit_breaker is not supported by the asyncio cache"),
-    ],
-)
-def test_unsupported_wrappers_are_configuration_errors(
-    server: ServerProcess, options: dict[str, Any], message: str
+@pytest.mark.parametrize("option", ["near_cache", "near_cache_size"])
+def test_near_cache_is_a_configuration_error(server: ServerProcess, option: str) -> None:
+    with pytest.raises(ConfigurationError, match="near_cache is not supported by the asyncio"):
+        cachecore.aio.from_url(server.url("valkey"), **{option: 10})
+
+
+def test_circuit_breaker_opens_fails_fast_and_closes(
+    cachecore_fresh_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with pytest.raises(ConfigurationError, match=message):
-        cachecore.aio.from_url(server.url("valkey"), **options)
+    fault = cachecore_fresh_server(NEWEST[0])
+    url = fault.url("valkey")
+    options = {"circuit_breaker_threshold": 2, "circuit_breaker_reset": 0.5}
+
+    async def main() -> None:
+        async with cachecore.aio.from_url(url, key_prefix=_prefix(), **options) as cache:
+            assert await cache.set("k", 1) is True
+            assert cache.client.state == "closed"
+            fault.stop()
+            assert await cache.get("k") is None
+            assert await cache.get("k") is None
+            assert cache.client.state == "open"
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="cachecore"):
+                started = time.monotonic()
+                assert await cache.get("k") is None
+                assert time.monotonic() - started < 0.05  # not sent: fails fast
+            assert "CircuitOpenError" in caplog.text
+            fault.start()
+            await asyncio.sleep(0.6)
+            assert await cache.set("k", 2) is True  # the trial call closes it
+            assert cache.client.state == "closed"
+
+    asyncio.run(main())
 
 
 class _BlockingOnlyPlugin:

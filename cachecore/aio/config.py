@@ -43,30 +43,38 @@ def from_url(url: str, **options: Any) -> AsyncBaseRedisCache:
     """Build an asyncio cache for ``url``: the same URLs and options as
     :func:`cachecore.from_url`. No connection is opened until the first call.
 
-    The near cache and the circuit breaker are not available on asyncio caches yet:
-    asking for them is a :class:`~cachecore.ConfigurationError`.
+    The circuit breaker works as on blocking caches; the near cache is not available on
+    asyncio caches: asking for it is a :class:`~cachecore.ConfigurationError`.
 
     :raises UnknownBackendError: no installed backend handles the scheme.
     :raises ConfigurationError: a malformed URL or option, or a backend without
         asyncio support.
     """
     plan = config.plan_cache(url, options)
-    for option in ("near_cache", "near_cache_size", "circuit_breaker"):
-        if any(name == option or name.startswith(option + "_") for name in plan.cache_options):
-            raise ConfigurationError(
-                f"{option} is not supported by the asyncio cache (cachecore.aio); "
-                "remove it or use the blocking cache"
-            )
+    options = plan.cache_options
+    if options.get("near_cache") or "near_cache_size" in options:
+        raise ConfigurationError(
+            "near_cache is not supported by the asyncio cache (cachecore.aio); "
+            "remove it or use the blocking cache"
+        )
     reg = plan.registry
 
     def build() -> Any:
         return create_async_client(plan.backend, plan.bare_url, plan.client_options, reg)
 
-    client = build()
     from cachecore.adapters.aio import async_transport_for
 
+    transport: Any = async_transport_for(build(), rebuild=build)
+    if options.get("circuit_breaker") or any(n.startswith("circuit_breaker_") for n in options):
+        from cachecore.circuit_breaker import AsyncCircuitBreakerClient
+
+        transport = AsyncCircuitBreakerClient(
+            transport,
+            threshold=options.get("circuit_breaker_threshold", 5),
+            reset_timeout=options.get("circuit_breaker_reset", 5.0),
+        )
     cache = AsyncBaseRedisCache(
-        async_transport_for(client, rebuild=build),
+        transport,
         default_timeout=plan.cache_options.get("default_timeout", 300),
         key_prefix=plan.cache_options.get("key_prefix"),
         serializer=config.build_serializer(plan.cache_options, reg),
