@@ -1,4 +1,11 @@
-"""The shipped conformance suite on the asyncio API, for every backend and server binary."""
+"""The shipped conformance suite on the asyncio API, for every backend and server binary.
+
+Each binary runs with its own kind's plugin (a Valkey binary through valkey-py, a Redis
+or KeyDB binary through redis-py), and the KeyDB plugin also on the newest Redis when no
+KeyDB binary is found: every backend and every binary, without the blocking suite's full
+cross product (the protocol under test is the same code; the client libraries and server
+binaries are what vary).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,26 @@ from cachecore.testing.aio_conformance import (
     AsyncServerFaultConformance,
 )
 from cachecore.testing.pytest_plugin import ServerPool
-from cachecore.testing.servers import ServerBinary, ServerProcess
+from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
+
+
+def _pairs() -> list[tuple[str, ServerBinary]]:
+    binaries = find_server_binaries()
+    pairs = [(binary.kind, binary) for binary in binaries]
+    kinds = {binary.kind for binary in binaries}
+    redis_binaries = [b for b in binaries if b.kind == "redis"]
+    if "keydb" not in kinds and redis_binaries:
+        pairs.append(("keydb", redis_binaries[-1]))
+    return pairs
+
+
+PAIRS = _pairs()
+
+
+@pytest.fixture(params=PAIRS, ids=[f"{scheme}-{binary.id}" for scheme, binary in PAIRS])
+def pair(request: pytest.FixtureRequest) -> tuple[str, ServerBinary]:
+    """(plugin URL scheme, server binary)."""
+    return request.param  # type: ignore[no-any-return]
 
 
 class TestAsyncMemoryBackend(AsyncCacheConformance):
@@ -27,12 +53,13 @@ class TestAsyncMemoryBackend(AsyncCacheConformance):
 
 
 class TestAsyncServerBackends(AsyncCacheConformance):
-    """redis, valkey and keydb plugins' asyncio clients, each against every binary."""
+    """Every binary through its plugin's asyncio client (see the module docstring)."""
 
     @pytest.fixture
     def async_cache_factory(
-        self, scheme: str, binary: ServerBinary, cachecore_servers: ServerPool
+        self, pair: tuple[str, ServerBinary], cachecore_servers: ServerPool
     ) -> AsyncCacheFactory:
+        scheme, binary = pair
         server = cachecore_servers.shared(binary)
         server.client().flushdb()
         url = server.url(scheme)
@@ -40,15 +67,19 @@ class TestAsyncServerBackends(AsyncCacheConformance):
 
 
 class TestAsyncServerFaults(AsyncServerFaultConformance):
-    """Faults for each plugin's asyncio client against each binary."""
+    """Faults on every binary through its plugin's asyncio client."""
 
     @pytest.fixture
     def fault_server(
-        self, binary: ServerBinary, cachecore_fresh_server: Callable[..., ServerProcess]
+        self,
+        pair: tuple[str, ServerBinary],
+        cachecore_fresh_server: Callable[..., ServerProcess],
     ) -> ServerProcess:
-        return cachecore_fresh_server(binary)
+        return cachecore_fresh_server(pair[1])
 
     @pytest.fixture
-    def async_cache_factory(self, scheme: str, fault_server: ServerProcess) -> AsyncCacheFactory:
-        url = fault_server.url(scheme)
+    def async_cache_factory(
+        self, pair: tuple[str, ServerBinary], fault_server: ServerProcess
+    ) -> AsyncCacheFactory:
+        url = fault_server.url(pair[0])
         return lambda **options: cachecore.aio.from_url(url, **options)

@@ -1,16 +1,19 @@
 """The conformance suite on the asyncio API over Cluster and Sentinel, plain and TLS,
-on the same deployments as ``test_scale_out.py`` (whose fixtures this module uses)."""
+on the deployments of ``test_scale_out.py`` (whose fixtures this module uses): the
+session's clusters and Sentinel setups are shared with it. The blocking tests run every
+deployment; these run each of their binaries once, with its plugin's asyncio client."""
 
 from __future__ import annotations
 
 import pytest
 from test_scale_out import (  # the deployments of the blocking scale-out tests
+    _NO_TLS_BINARY,
+    DEPLOYMENTS,
+    TLS_DEPLOYMENTS,
     _ca,
     cluster,
-    deployment,
     sentinel,
     tls_cluster,
-    tls_deployment,
     tls_files,
     tls_sentinel,
 )
@@ -23,13 +26,27 @@ from cachecore.testing.servers import ServerBinary, TLSFiles
 
 __all__ = [  # fixtures, re-exported for pytest
     "cluster",
-    "deployment",
     "sentinel",
     "tls_cluster",
-    "tls_deployment",
     "tls_files",
     "tls_sentinel",
 ]
+
+
+# The newest Valkey through valkey.asyncio for the plain deployments, and the TLS-capable
+# Redis (else Valkey) through redis.asyncio for the TLS ones: both libraries, both kinds.
+@pytest.fixture(scope="module", params=DEPLOYMENTS[:1])
+def deployment(request: pytest.FixtureRequest) -> tuple[ServerBinary, str]:
+    """(server binary, plain URL scheme of its plugin)."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module", params=TLS_DEPLOYMENTS[-1:] or [pytest.param(None, id="no-tls")])
+def tls_deployment(request: pytest.FixtureRequest) -> tuple[ServerBinary, str]:
+    """(TLS-capable server binary, TLS scheme of its plugin)."""
+    if request.param is None:
+        pytest.skip(_NO_TLS_BINARY)
+    return request.param  # type: ignore[no-any-return]
 
 
 def _factory(url: str) -> AsyncCacheFactory:
