@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
 
 from cachecore.adapters.libraries import describe_client, errors_of
-from cachecore.adapters.retry import send_once
+from cachecore.adapters.retry import ONCE, send_once
 from cachecore.transport import AsyncTransport, Command
 
 _forks = [0]
@@ -186,8 +186,11 @@ class AsyncClientTransport:
         self._check_loop()
         # A client built by cachecore then makes one attempt (see adapters.retry); one
         # built elsewhere retries as its own retry policy says.
-        with send_once():
+        token = ONCE.set(True)
+        try:
             return await self.client.execute_command(*command)
+        finally:
+            ONCE.reset(token)
 
     async def send_batch(self, commands: Sequence[Command]) -> list[Any]:
         self._check_loop()

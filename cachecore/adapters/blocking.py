@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cachecore.adapters.libraries import ClientLibrary, describe_client, errors_of, library_of
-from cachecore.adapters.retry import send_once
+from cachecore.adapters.retry import ONCE
 from cachecore.transport import Command, Transport
 
 Packer = Callable[[Command], bytes]
@@ -76,8 +76,11 @@ class ClientTransport:
     def send_once(self, *command: Any) -> Any:
         # A client built by cachecore then makes one attempt (see adapters.retry); one
         # built elsewhere retries as its own retry policy says.
-        with send_once():
+        token = ONCE.set(True)
+        try:
             return self.client.execute_command(*command)
+        finally:
+            ONCE.reset(token)
 
     def send_batch(self, commands: Sequence[Command]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)

@@ -21,6 +21,11 @@ _SEND_ONCE: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
+ONCE = _SEND_ONCE
+"""The context variable itself, for the adapters' hot paths (``ONCE.set(True)`` /
+``ONCE.reset(token)`` cost less than entering :func:`send_once`)."""
+
+
 @contextlib.contextmanager
 def send_once() -> Iterator[None]:
     """Within this block (this thread or asyncio task), a client whose ``retry`` comes
@@ -47,7 +52,9 @@ def retry_class(base: type[Any]) -> type[Any]:
 
     def call_with_retry(self: Any, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
         if _SEND_ONCE.get():
-            single = base(self._backoff, 0, self._supported_errors)
+            single = self.__dict__.get("_cachecore_once")
+            if single is None:  # a policy of no retries, made once per Retry
+                single = self._cachecore_once = base(self._backoff, 0, self._supported_errors)
             return single.call_with_retry(do, fail, *args, **kwargs)
         return base.call_with_retry(self, do, fail, *args, **kwargs)
 
