@@ -38,6 +38,14 @@ class BackendError(CachecoreError):
     """
 
 
+class ConnectionCheckError(BackendError, RuntimeError):
+    """``check_connection=True`` found the server unreachable when the cache was built.
+
+    Also a :class:`RuntimeError`, the type cachelib raises there, so code written as
+    ``except RuntimeError`` for cachelib keeps working.
+    """
+
+
 class SerializationError(CachecoreError, pickle.PicklingError):
     """A value could not be serialized (unpicklable object, or a type the format lacks).
 

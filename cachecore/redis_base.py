@@ -14,7 +14,7 @@ from typing import Any, Self
 from cachecore.adapters.blocking import library_client, transport_for
 from cachecore.adapters.libraries import installed_errors
 from cachecore.base import BaseCache
-from cachecore.errors import BackendError
+from cachecore.errors import ConnectionCheckError
 from cachecore.protocol import (
     CLEAR_BATCH,
     DEFAULT_MAX_VALUE_SIZE,
@@ -66,8 +66,9 @@ class BaseRedisCache(CacheProtocol, BaseCache):
         ``has``), e.g. one that reads from replicas. Default: ``client``'s reader.
     :param ignore_delete_many_errors: accepted for cachelib compatibility; cachecore's
         ``delete_many`` deletes all keys in one command, so there is no partial failure.
-    :param check_connection: PING the server now and raise :class:`BackendError` if it
-        does not answer (cachelib raises RuntimeError; BackendError is a different type).
+    :param check_connection: PING the server now and raise
+        :class:`~cachecore.errors.ConnectionCheckError` (a :class:`BackendError` and a
+        ``RuntimeError``, as cachelib raises) if it does not answer.
     """
 
     def __init__(
@@ -100,7 +101,7 @@ class BaseRedisCache(CacheProtocol, BaseCache):
             try:
                 writes.send("PING")
             except self._errors as exc:
-                raise BackendError(f"cannot reach the server of {self!r}: {exc}") from exc
+                raise ConnectionCheckError(f"cannot reach the server of {self!r}: {exc}") from exc
 
     @property
     def client(self) -> Any:

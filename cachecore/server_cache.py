@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from cachecore import topology
+from cachecore.adapters.retry import retry_class
 from cachecore.errors import ConfigurationError
 from cachecore.hookspecs import hookimpl
 from cachecore.options import with_client_defaults
@@ -109,12 +110,16 @@ class ServerCache(BaseRedisCache):
     def client_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
         """``options`` plus cachecore's defaults: short timeouts, and one immediate retry
         on a broken connection (so a restarted server is reconnected transparently) but
-        none on a timeout (so a hung server costs one timeout, not several)."""
+        none on a timeout (so a hung server costs one timeout, not several). The retry
+        is skipped for commands sent with :func:`cachecore.adapters.retry.send_once` (``inc``,
+        ``add``, ``delete``), which must not run twice."""
         library = cls.library()
-        retry = library.retry.Retry(
-            library.backoff.NoBackoff(), 1, supported_errors=(library.exceptions.ConnectionError,)
+        broken = library.exceptions.ConnectionError
+        retry = retry_class(library.retry.Retry)(
+            library.backoff.NoBackoff(), 1, supported_errors=(broken,)
         )
-        return {"retry": retry, **with_client_defaults(options)}
+        # valkey-py's execute_command retries only the errors named in retry_on_error.
+        return {"retry": retry, "retry_on_error": [broken], **with_client_defaults(options)}
 
     @classmethod
     def make_client(cls, **kwargs: Any) -> Any:

@@ -6,7 +6,9 @@ import datetime as dt
 import math
 
 MAX_TIMEOUT = 10**15
-"""The largest timeout accepted, in seconds: the servers refuse expiries past ~9.2e15 s."""
+"""The largest timeout accepted, in seconds. The servers refuse expiries past ~9.2e15 s
+(milliseconds overflowing 64 bits); a larger timeout is a programming error, so it
+raises ``ValueError`` at call time rather than being sent and refused as a fault."""
 
 
 def to_seconds(timeout: int | dt.timedelta, name: str = "timeout") -> int:

@@ -41,6 +41,7 @@ from cachecore.adapters.blocking import (
     primary_clients,
 )
 from cachecore.adapters.libraries import installed_errors
+from cachecore.adapters.retry import sending_once
 from cachecore.errors import BackendError, ConfigurationError
 from cachecore.protocol import glob_escape
 
@@ -198,15 +199,25 @@ def cache_cluster_class(base: type[Any]) -> type[Any]:
       atomic (it cannot be on a cluster);
     * a command that timed out is not retried (a connection refused still is, once, on
       the refreshed slot map): a hung node costs one socket timeout, as on a standalone
-      server, not two.
+      server, not two;
+    * inside :func:`cachecore.adapters.retry.send_once` no command is retried at the cluster
+      level (valkey-py counts those retries in ``cluster_error_retry_attempts``;
+      redis-py asks its ``retry``, which cachecore's obeys ``send_once`` itself).
     """
 
     def mget(self: Any, keys: Any, *args: Any) -> list[Any]:
         return self.mget_nonatomic(keys, *args)  # type: ignore[no-any-return]
 
+    def get_attempts(self: Any) -> int:
+        return 0 if sending_once() else int(self.__dict__.get("_cachecore_attempts", 0))
+
+    def set_attempts(self: Any, attempts: int) -> None:
+        self.__dict__["_cachecore_attempts"] = attempts
+
     timeout_error = importlib.import_module(base.__module__).TimeoutError
     namespace = {
         "mget": mget,
+        "cluster_error_retry_attempts": property(get_attempts, set_attempts),
         "ERRORS_ALLOW_RETRY": tuple(
             error for error in base.ERRORS_ALLOW_RETRY if not issubclass(error, timeout_error)
         ),

@@ -30,8 +30,10 @@ import pytest
 
 import cachecore
 from cachecore import BackendError, BaseRedisCache, ValueTooLargeError
+from cachecore.testing.proxy import FaultProxy
 from cachecore.testing.pytest_plugin import ServerPool
 from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
+from cachecore.timeouts import MAX_TIMEOUT
 
 # -- targets: the newest Valkey and the newest Redis, each through its own plugin ----------
 
@@ -281,6 +283,7 @@ def test_loading_server_reads_as_miss_then_recovers(
                 assert time.monotonic() < deadline, "the server never listened"
                 time.sleep(0.005)
         cache = open_cache(loading, target, key_prefix=prefix)
+        breaker = open_cache(loading, target, key_prefix=prefix, circuit_breaker_threshold=1)
         started = time.monotonic()
         for call, fault_value in [
             (lambda: cache.get("k"), None),
@@ -294,11 +297,17 @@ def test_loading_server_reads_as_miss_then_recovers(
             assert "BusyLoadingError" in message, message
             assert "loading the dataset" in message, message
         assert time.monotonic() - started < 1.0, "a LOADING reply must not wait"
+        # LOADING is the server answering: it never opens the circuit breaker.
+        for _ in range(3):
+            result, message = call_and_one_warning(caplog, lambda: breaker.get("k"))
+            assert result is None and "BusyLoadingError" in message, message
+        assert breaker.client.state == "closed"
         starter.join(15)
         assert loading.pid is not None
         # Same cache object, no reconnect needed by the caller.
         assert cache.get("k") == {"v": 1}
         assert cache.set("new", 1) is True
+        assert breaker.get("k") == {"v": 1}
     finally:
         loading.close()
 
@@ -334,6 +343,94 @@ def test_connection_killed_between_calls_is_retried_transparently(
                 assert call() == expected, label
         assert killed >= len(calls) - 1  # every call but the first found one to kill
     assert cachecore_warnings(caplog) == []
+
+
+# -- lost replies: a command the server ran, whose reply never arrived ------------------
+
+SEND_PATHS = [
+    pytest.param({}, id="pooled"),
+    pytest.param({"circuit_breaker": True}, id="execute_command"),
+]
+"""The cache's two ways to send: straight onto the pool, and through a wrapping client's
+``execute_command`` (the circuit breaker's)."""
+
+
+@pytest.mark.parametrize("options", SEND_PATHS)
+def test_lost_reply_never_reruns_inc_add_or_delete(
+    target: Target,
+    shared: ServerProcess,
+    caplog: pytest.LogCaptureFixture,
+    options: dict[str, Any],
+) -> None:
+    prefix = f"lost-{uuid.uuid4().hex[:8]}:"
+    with FaultProxy(shared.host, shared.port) as proxy, shared.client() as admin:
+        url = f"{target.scheme}://{proxy.host}:{proxy.port}/0"
+        cache = cachecore.from_url(url, key_prefix=prefix, **options)
+        raising = cachecore.from_url(url, key_prefix=prefix, raise_errors=True, **options)
+        assert cache.set("gone", 1) is True and raising.set("warm", 1) is True  # connected
+
+        # Each call's reply is dropped after the server ran it: an honest fault, never a
+        # second run (inc twice = 2; add again = False; UNLINK again = 0).
+        for label, call, stored in [
+            ("inc", lambda: cache.inc("n"), (b"n", b"1")),
+            ("dec", lambda: cache.dec("m", 5), (b"m", b"-5")),
+            ("add", lambda: cache.add("lock", "mine"), (b"lock", None)),
+            ("delete", lambda: cache.delete("gone"), (b"gone", None)),
+        ]:
+            assert cache.ping() is True  # reconnected: the drop hits the command's reply
+            proxy.drop_next_reply()
+            result, message = call_and_one_warning(caplog, call)
+            assert result is (None if label in ("inc", "dec") else False), label
+            assert label in message and "ConnectionError" in message, message
+            key, value = stored
+            if value is not None:
+                assert admin.get(prefix.encode() + key) == value, label
+        assert cache.get("lock") == "mine", "add stored its value once, as its own"
+        assert admin.exists(prefix + "gone") == 0
+        assert proxy.dropped == 4
+
+        assert raising.ping() is True
+        proxy.drop_next_reply()
+        with pytest.raises(BackendError, match="inc failed") as info:
+            raising.inc("r")
+        assert "ConnectionError" in type(info.value.__cause__).__name__
+        assert admin.get(prefix + "r") == b"1"
+
+        # Idempotent commands are still retried transparently on a new connection.
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="cachecore"):
+            for label, call, expected in [
+                ("set", lambda: cache.set("a", 2), True),
+                ("get", lambda: cache.get("a"), 2),
+                ("get_many", lambda: cache.get_many("a", "x"), [2, None]),
+                ("has", lambda: cache.has("a"), True),
+                ("set_many", lambda: cache.set_many({"b": 3}), ["b"]),
+                ("delete_many", lambda: cache.delete_many("b"), ["b"]),
+                ("inc after", lambda: cache.inc("n"), 2),
+            ]:
+                assert cache.ping() is True
+                if label != "inc after":
+                    proxy.drop_next_reply()
+                assert call() == expected, label
+        assert cachecore_warnings(caplog) == []
+        assert proxy.dropped == 11
+
+
+def test_fault_proxy_delays_replies_and_stops_by_itself(
+    target: Target, shared: ServerProcess
+) -> None:
+    with FaultProxy(shared.host, shared.port) as proxy:
+        cache = cachecore.from_url(f"{target.scheme}://{proxy.host}:{proxy.port}/0")
+        assert cache.ping() is True
+        proxy.delay_replies(0.1)
+        started = time.monotonic()
+        assert cache.ping() is True
+        assert 0.1 <= time.monotonic() - started < 0.5
+        proxy.delay_replies(0)
+    ended = FaultProxy(shared.host, shared.port, lifetime=0.2)
+    time.sleep(0.5)
+    with pytest.raises(OSError):
+        socket.create_connection((ended.host, ended.port), timeout=0.5).close()
 
 
 def test_server_killed_mid_use_gives_fault_values_then_recovers(
@@ -621,3 +718,49 @@ def test_hundred_megabyte_value_round_trips(cachecore_servers: ServerPool) -> No
     elapsed = time.monotonic() - started
     assert cache.delete("huge") is True
     assert elapsed < 20, elapsed
+
+
+# -- cachelib compatibility and call-time errors ------------------------------------------
+
+
+def _refused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])  # nothing listens once closed
+
+
+def test_check_connection_failure_is_a_runtime_error_as_in_cachelib() -> None:
+    from cachecore_redis import RedisCache
+    from cachecore_valkey import ValkeyCache
+
+    port = _refused_port()
+    for cache_class in (RedisCache, ValkeyCache):
+        try:  # the way code written for cachelib 0.17 catches it
+            cache_class(host="127.0.0.1", port=port, check_connection=True)
+        except RuntimeError as exc:
+            assert isinstance(exc, BackendError), cache_class
+            assert isinstance(exc, cachecore.ConnectionCheckError)
+            assert "cannot reach" in str(exc)
+        else:
+            pytest.fail(f"{cache_class.__name__} did not raise")
+
+
+def test_timeout_past_max_timeout_raises_before_sending(
+    target: Target, shared: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = open_cache(shared, target)
+    with caplog.at_level(logging.WARNING, logger="cachecore"):
+        # The largest accepted timeout reaches the server and is kept.
+        assert cache.set("max", 1, timeout=MAX_TIMEOUT) is True
+        for too_long in (MAX_TIMEOUT + 1, 9_300_000_000_000_000):
+            for store in (
+                functools.partial(cache.set, "k", 1, timeout=too_long),
+                functools.partial(cache.add, "k", 1, timeout=too_long),
+                functools.partial(cache.set_many, {"k": 1}, timeout=too_long),
+            ):
+                with pytest.raises(ValueError, match="timeout must be at most"):
+                    store()
+    assert cachecore_warnings(caplog) == []  # a programming error, not a fault
+    assert stored_keys(shared, cache) == {"max"}
+    with shared.client() as admin:
+        assert admin.ttl(cache._key("max")) > MAX_TIMEOUT - 10

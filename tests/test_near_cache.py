@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +51,13 @@ def near(server: ServerProcess) -> Any:
     _wait_ready(cache)
     yield cache
     cache.close()
+
+
+@pytest.fixture
+def newest(cachecore_server_binaries: list[ServerBinary], cachecore_servers: ServerPool) -> Any:
+    """The newest Valkey's shared server (fault timing does not differ by binary)."""
+    binary = max(cachecore_server_binaries, key=lambda b: (b.kind == "valkey", b.version))
+    return cachecore_servers.shared(binary)
 
 
 @pytest.fixture
@@ -173,6 +181,92 @@ def test_lost_invalidation_connection_drops_local_copies(
     writer.set("k", "again")
     time.sleep(LAG_BOUND)
     assert near.get("k") == "again"
+
+
+STALE_BOUND = 0.25
+"""Seconds after a tracking connection is killed by which no local copy is served: the
+thread notices within ``POLL_SECONDS`` (0.05 s); the rest is slack for a busy CI."""
+
+
+def _tracking_connection(admin: Any, name: str, victim: str) -> int:
+    for entry in admin.client_list():
+        if entry.get("name") != name:
+            continue
+        if victim == "listener" and int(entry.get("sub", 0)) > 0:
+            return int(entry["id"])
+        if victim == "owner" and "t" in entry.get("flags", ""):
+            return int(entry["id"])
+    raise AssertionError(f"no {victim} connection named {name}")
+
+
+@pytest.mark.parametrize("chatty", [False, True], ids=["quiet", "chatty-publisher"])
+@pytest.mark.parametrize("victim", ["listener", "owner"])
+def test_killed_tracking_connection_stops_stale_reads_within_the_bound(
+    newest: ServerProcess, victim: str, chatty: bool
+) -> None:
+    server = newest
+    writer = cachecore.from_url(server.url("valkey"), key_prefix="near:")
+    name = f"near-{victim}-{int(chatty)}"
+    cache = cachecore.from_url(
+        server.url("valkey"), key_prefix="near:", near_cache=True, client_name=name
+    )
+    near = _wait_ready(cache)
+    stop = threading.Event()
+
+    def publish() -> None:  # anyone may publish on the channel: it must not hide a loss
+        with server.client() as publisher:
+            while not stop.is_set():
+                publisher.publish("__redis__:invalidate", "near:unrelated")
+                time.sleep(0.002)
+
+    chatter = threading.Thread(target=publish, daemon=True)
+    if chatty:
+        chatter.start()
+    try:
+        writer.set("k", "before")
+        time.sleep(LAG_BOUND)
+        assert cache.get("k") == "before"
+        assert "near:k" in near._entries, "served locally before the kill"
+        with server.client() as admin:
+            assert admin.client_kill_filter(_id=_tracking_connection(admin, name, victim)) == 1
+        killed = time.monotonic()
+        writer.set("k", "after")
+        last_stale = None
+        while (elapsed := time.monotonic() - killed) < 3 * STALE_BOUND:
+            if cache.get("k") != "after":
+                last_stale = elapsed
+        print(
+            f"\n{victim} killed ({'chatty' if chatty else 'quiet'}): stale for "
+            f"{0 if last_stale is None else last_stale * 1000:.1f} ms"
+        )
+        assert last_stale is None or last_stale < STALE_BOUND, last_stale
+        # Reconnected: coherent and local again.
+        _wait_ready(cache)
+        writer.set("k", "again")
+        time.sleep(LAG_BOUND)
+        assert cache.get("k") == "again"
+    finally:
+        stop.set()
+        if chatty:
+            chatter.join(5)
+        cache.close()
+
+
+def test_unconfirmed_listener_means_no_local_reads(newest: ServerProcess) -> None:
+    server = newest
+    near = cachecore.from_url(server.url("valkey"), key_prefix="near-unconfirmed:", near_cache=True)
+    client = _wait_ready(near)
+    near.set("k", "v")
+    time.sleep(LAG_BOUND)
+    assert near.get("k") == "v"
+    before = _server_reads(server)
+    near.get("k")
+    assert _server_reads(server) == before, "served locally while confirmed"
+    # As if the thread had not heard from the listener for too long (stalled network):
+    client._confirmed_at -= 10
+    near.get("k")
+    assert _server_reads(server) == before + 1, "an unconfirmed listener must not be trusted"
+    near.close()
 
 
 def test_server_restart_drops_local_copies(
