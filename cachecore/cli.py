@@ -20,7 +20,6 @@ import importlib.metadata
 import json
 import sys
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -35,6 +34,7 @@ from cachecore.errors import (
     SerializationError,
     ValueTooLargeError,
 )
+from cachecore.redaction import is_secret, redact_options, scrub, secrets_in
 from cachecore.redis_base import BaseRedisCache, client_errors, glob_escape
 from cachecore.server_info import describe_server, parse_info
 from cachecore.topology import describe_topology, is_cluster_client, node_client
@@ -48,8 +48,6 @@ EXIT_USAGE = 2
 
 SCAN_BATCH = 1000
 """Keys per SCAN step when ``info`` counts the keys under a prefix."""
-
-SENSITIVE_OPTIONS = frozenset({"password", "secret_key", "old_secret_keys"})
 
 URL_HELP = """\
 URL: a cache URL such as memory://, redis://[[USER]:PASSWORD@]HOST:PORT/DB,
@@ -88,8 +86,8 @@ class _Context:
 
 def _redact_options(options: Mapping[str, Any]) -> str:
     return ", ".join(
-        f"{name}={'***' if name in SENSITIVE_OPTIONS else repr(value)}"
-        for name, value in options.items()
+        f"{name}={value if is_secret(name) else repr(value)}"
+        for name, value in redact_options(options).items()
     )
 
 
@@ -105,26 +103,12 @@ def _secrets(ctx: _Context) -> set[str]:
         else:
             urls.append(resolved.url)
             options.update(resolved.options)
-    found = {str(options[name]) for name in SENSITIVE_OPTIONS if options.get(name)}
-    for url in urls:
-        try:
-            parts = urllib.parse.urlsplit(url)
-            password = parts.password
-        except ValueError:
-            continue
-        if password:
-            found.add(password)
-        for name, value in urllib.parse.parse_qsl(parts.query):
-            if name.lower() in SENSITIVE_OPTIONS and value:
-                found.add(value)
-    return found | {urllib.parse.quote(secret, safe="") for secret in found}
+    return secrets_in(urls, options)
 
 
 def _scrub(message: str, ctx: _Context) -> str:
     """``message`` without any secret of :func:`_secrets` (error texts may quote a URL)."""
-    for secret in sorted(_secrets(ctx), key=len, reverse=True):
-        message = message.replace(secret, "***")
-    return message
+    return scrub(message, _secrets(ctx))
 
 
 def _parse_options(raw: Sequence[str]) -> dict[str, Any]:

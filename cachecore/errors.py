@@ -13,6 +13,12 @@ class ConfigurationError(CachecoreError, ValueError):
     """A configuration value (URL, option, mapping) is malformed or contradicts another."""
 
 
+class OptionTypeError(ConfigurationError, TypeError):
+    """An option given in Python has the wrong type (``default_timeout=2.5``,
+    ``key_prefix=5``): a :class:`ConfigurationError` that is also the ``TypeError``
+    Python code expects for a wrong type."""
+
+
 class UnknownBackendError(ConfigurationError):
     """No installed backend handles the requested name or URL scheme.
 

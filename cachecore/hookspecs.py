@@ -43,20 +43,19 @@ def cachecore_backends() -> Sequence[Backend]:
 
 @hookspec(firstresult=True)
 def cachecore_create_client(backend: Backend, url: str, options: Mapping[str, Any]) -> Any:
-    """Build a client for ``backend`` from ``url`` and client ``options``, or return None.
+    """Build a client for ``backend`` from ``url`` and client ``options``.
 
-    Return None when ``backend`` is not one of this plugin's (the first non-None result
-    wins). ``url`` is the user's URL with cachecore's own query options removed;
-    ``options`` holds the remaining client options (``socket_timeout``...), already
-    converted to Python types. The client must speak the redis-py API
+    cachecore calls this hook only on the plugin whose ``cachecore_backends`` declared
+    ``backend``; returning None means "no client" and is reported as a configuration
+    error. ``url`` is the user's URL with its query string removed; ``options`` holds
+    the client options (``socket_timeout``...), already converted to Python types (or
+    strings for names cachecore does not know). The client must speak the redis-py API
     (``execute_command``, ``pipeline``). Raise ``TypeError`` or ``ValueError`` for an
-    option the client does not accept; the host reports it as a configuration error.
-    Example::
+    option the client does not accept; the host reports it as a
+    :class:`~cachecore.ConfigurationError` naming the backend. Example::
 
         @cachecore.hookimpl
         def cachecore_create_client(backend, url, options):
-            if backend.name != "mydb":
-                return None
             return redis.Redis.from_url(url.replace("mydb://", "redis://", 1), **options)
     """
     raise NotImplementedError

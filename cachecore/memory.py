@@ -15,7 +15,10 @@ from typing import Any
 
 from cachecore.errors import ConfigurationError
 from cachecore.hookspecs import hookimpl
+from cachecore.options import KNOWN_OPTIONS, did_you_mean
+from cachecore.redaction import redact_url
 from cachecore.types import Backend
+from cachecore.urls import check_url, parse_db
 
 BACKEND = Backend(
     name="memory",
@@ -38,6 +41,8 @@ IGNORED_OPTIONS = frozenset(
         "ssl_certfile",
         "ssl_keyfile",
         "ssl_cert_reqs",
+        "ssl_check_hostname",
+        "ssl_password",
     }
 )
 
@@ -55,20 +60,51 @@ def _server(name: str) -> Any:
         return server
 
 
+MEMORY_DATABASES = 16
+"""Databases per ``memory://`` namespace (0 to 15), as on a default-configured server."""
+
+
 def parse_memory_url(url: str) -> tuple[str, int]:
     """``memory://[name][/db]`` -> (namespace name, db number).
 
-    :raises ConfigurationError: the db part is not a whole number.
+    :raises ConfigurationError: the URL has credentials or a port, or its db part is not
+        one whole number from 0 to 15.
     """
-    parts = urllib.parse.urlsplit(url)
-    path = parts.path.strip("/")
-    try:
-        db = int(path) if path else 0
-    except ValueError:
+    check_url(url)
+    shown = redact_url(url)
+    base = url.partition("?")[0]
+    parts = urllib.parse.urlsplit(base)
+    if "@" in parts.netloc or ":" in parts.netloc:
         raise ConfigurationError(
-            f"memory URL db must be a number, got {path!r} in {url!r}"
-        ) from None
+            f"{shown}: memory:// takes a namespace name, not a host, port or password "
+            "(memory://[name][/db])"
+        )
+    path = parts.path.removeprefix("/")
+    db = parse_db(path, shown) if path else 0
+    if db >= MEMORY_DATABASES:
+        raise ConfigurationError(
+            f"{shown}: memory:// has databases 0 to {MEMORY_DATABASES - 1}, not {db}"
+        )
     return parts.netloc or "default", db
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Refuse client options that ``memory://`` cannot honour (it accepts and ignores
+    :data:`IGNORED_OPTIONS`).
+
+    :raises ConfigurationError: naming each, with the closest valid name for an unknown
+        one.
+    """
+    problems = []
+    for name in sorted(set(options) - IGNORED_OPTIONS):
+        if name == "db":
+            problems.append("memory:// takes its database in the path (memory://name/1), not 'db'")
+        elif name in KNOWN_OPTIONS:
+            problems.append(f"memory:// does not take {name!r}: it has no meaning in-process")
+        else:
+            problems.append(f"unknown option {name!r} for memory://{did_you_mean(name)}")
+    if problems:
+        raise ConfigurationError("; ".join(problems))
 
 
 @hookimpl
@@ -84,9 +120,7 @@ def cachecore_create_client(backend: Backend, url: str, options: Mapping[str, An
         return None
     import fakeredis
 
-    unknown = sorted(set(options) - IGNORED_OPTIONS)
-    if unknown:
-        raise ConfigurationError(f"memory:// does not take the option(s): {', '.join(unknown)}")
+    check_options(options)
     name, db = parse_memory_url(url)
     return fakeredis.FakeRedis(server=_server(name), db=db)
 

@@ -51,6 +51,16 @@ Step: TypeAlias = tuple[Callable[..., Any], tuple[Any, ...]]
 Steps: TypeAlias = Generator[Step, Any, ResultT]
 """A generator yielding ``(transport method, arguments)`` and returning the result."""
 
+_NOT_FOUND = object()
+
+INC_EXISTING_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local reply = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+if type(reply) == 'table' and reply.err then return {reply.err} end
+return reply
+"""
+"""INCRBY only on an existing key: nil when missing, {error} when INCRBY refuses it."""
+
 _OK_REPLIES = (True, b"OK", "OK")
 """A successful SET: ``True`` through a client's pipeline, the bare reply otherwise."""
 
@@ -214,6 +224,17 @@ class CacheProtocol:
         except Exception:  # undecodable (or b""): _load decodes it again to log why
             return self._load(key, data)
 
+    def _decode_or(self, key: str, data: bytes, default: Any) -> Any:
+        """``data`` decoded, or ``default`` (logged by _load) when it cannot be."""
+        serializer = self.serializer
+        try:
+            if data[0] == 33 and type(serializer) is PickleSerializer:  # b"!" + pickle
+                return pickle.loads(data[1:])
+            return serializer.loads(data)
+        except Exception:
+            self._load(key, data)  # decodes again, to log why it cannot
+            return default
+
     def _decode_many(self, keys: tuple[str, ...], values: list[Any]) -> list[Any]:
         serializer = self.serializer
         loads = serializer.loads
@@ -300,6 +321,29 @@ class CacheProtocol:
         command = ("INCRBY", self._key(key), sign * delta)
         return (self._writes.send_once, operation, None, _integer, key, command)
 
+    def _plan_lookup(self, key: str, default: Any) -> Plan:
+        def finish(key: str, data: Any) -> Any:
+            return default if data is None else self._decode_or(key, data, default)
+
+        return (self._reads.send, "lookup", default, finish, key, ("GET", self._key(key)))
+
+    def _plan_inc_existing(self, key: str, delta: int) -> Plan:
+        if type(delta) is not int:
+            check_delta(delta)
+
+        def finish(key: str, reply: Any) -> int:
+            if reply is None:
+                raise KeyError(key)
+            if isinstance(reply, list):  # the script's {error}: INCRBY refused the value
+                error = reply[0] if reply else b"refused"
+                text = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+                raise TypeError(f"cannot add {delta} to the value of {key!r}: {text}")
+            return int(reply)
+
+        # Like INCRBY, never sent twice.
+        command = ("EVAL", INC_EXISTING_SCRIPT, 1, self._key(key), delta)
+        return (self._writes.send_once, "inc_existing", None, finish, key, command)
+
     def _plan_ping(self) -> Plan:
         return (self._writes.send, "ping", False, _truthy, None, ("PING",))
 
@@ -309,25 +353,63 @@ class CacheProtocol:
         if not keys:
             return []
         full = self._keys(keys)
-        reads = self._reads
         try:
-            if reads.keyslot is not None:
-                values: list[Any] = [None] * len(full)
-                failure: BaseException | None = None
-                unread = 0
-                for positions, reply in (yield from self._per_slot(reads, "MGET", full)):
-                    if isinstance(reply, BaseException):  # that node failed: misses
-                        failure, unread = reply, unread + len(positions)
-                        continue
-                    for position, data in zip(positions, reply, strict=True):
-                        values[position] = data
-                if failure is not None:
-                    self._partial("get_many", "read", len(keys) - unread, len(keys), failure)
-            else:
-                values = yield reads.send, ("MGET", *full)
+            values = yield from self._steps_mget("get_many", full)
         except self._errors as exc:
             return self._fault("get_many", exc, [None] * len(keys))
         return self._decode_many(keys, values)
+
+    def _steps_lookup_many(self, keys: tuple[str, ...]) -> Steps[dict[str, Any]]:
+        if not keys:
+            return {}
+        full = self._keys(keys)
+        try:
+            values = yield from self._steps_mget("lookup_many", full)
+        except self._errors as exc:
+            return self._fault("lookup_many", exc, {})
+        found: dict[str, Any] = {}
+        for key, data in zip(keys, values, strict=True):
+            if data is not None:
+                value = self._decode_or(key, data, _NOT_FOUND)
+                if value is not _NOT_FOUND:
+                    found[key] = value
+        return found
+
+    def _steps_mget(self, operation: str, full: list[str]) -> Steps[list[Any]]:
+        """The stored bytes of the prefixed keys ``full`` (one MGET, or one per slot on
+        a cluster); a failed cluster node's keys read as None, reported once."""
+        reads = self._reads
+        if reads.keyslot is None:
+            values: list[Any] = yield reads.send, ("MGET", *full)
+            return values
+        values = [None] * len(full)
+        failure: BaseException | None = None
+        unread = 0
+        for positions, reply in (yield from self._per_slot(reads, "MGET", full)):
+            if isinstance(reply, BaseException):  # that node failed: misses
+                failure, unread = reply, unread + len(positions)
+                continue
+            for position, data in zip(positions, reply, strict=True):
+                values[position] = data
+        if failure is not None:
+            self._partial(operation, "read", len(full) - unread, len(full), failure)
+        return values
+
+    def _steps_touch(self, key: str, timeout: Timeout) -> Steps[bool]:
+        full = self._key(key)
+        expiry = self._expiry(timeout)
+        writes = self._writes
+        try:
+            if expiry:
+                return bool((yield writes.send, ("EXPIRE", full, expiry)))
+            # PERSIST answers 0 for a key that had no timeout: EXISTS tells whether it is.
+            replies = yield writes.send_batch, ([("PERSIST", full), ("EXISTS", full)],)
+        except self._errors as exc:
+            return self._fault("touch", exc, False)
+        failure = next((r for r in replies if isinstance(r, BaseException)), None)
+        if failure is not None:
+            return self._fault("touch", failure, False)
+        return bool(replies[1])
 
     def _steps_set_many(self, mapping: dict[str, Any], timeout: Timeout) -> Steps[list[Any]]:
         expiry = self._expiry(timeout)

@@ -248,6 +248,50 @@ class BaseRedisCache(CacheProtocol, BaseCache):
 
     # -- beyond cachelib -----------------------------------------------------------------
 
+    def lookup(self, key: str, default: Any = None) -> Any:
+        """Return the value stored under ``key``, or ``default`` when there is none.
+
+        Unlike :meth:`get`, a stored None comes back as None, not as ``default``: a
+        framework backend (Django's ``get(key, default)``) can tell it from a miss.
+
+        :returns: the value; ``default`` when the key is missing, its value cannot be
+            decoded (logged) or on a backend fault (logged).
+        """
+        return self._run(self._plan_lookup(key, default))
+
+    def lookup_many(self, *keys: str) -> dict[str, Any]:
+        """Return ``{key: value}`` for those of ``keys`` that hold a value (one MGET; on a
+        cluster one per hash slot, pipelined). A stored None is kept; missing keys and
+        undecodable values (logged) are left out.
+
+        :returns: the found items; {} on a fault; on a cluster where a node refuses
+            connections, the other nodes' items (with one warning).
+        """
+        return self._drive(self._steps_lookup_many(keys))
+
+    def touch(self, key: str, timeout: Timeout = None) -> bool:
+        """Give ``key`` a new ``timeout`` (None = the default, 0 = never expire) without
+        rewriting its value: ``EXPIRE``, or ``PERSIST`` for 0.
+
+        :returns: True if the key exists; False if not or on a backend fault.
+        :raises TypeError, ValueError: a malformed ``timeout``, as for :meth:`set`.
+        """
+        return self._drive(self._steps_touch(key, timeout))
+
+    def inc_existing(self, key: str, delta: int = 1) -> int | None:
+        """Atomically add ``delta`` to the integer under ``key``, only if the key exists;
+        its timeout is kept. One Lua script (``EVAL``), so a key that expires meanwhile
+        is never re-created without a timeout; never sent twice. Needs server-side
+        scripting; on ``memory://``, the ``lupa`` package (``pip install fakeredis[lua]``).
+
+        :returns: the new value; None on a backend fault.
+        :raises KeyError: ``key`` does not exist.
+        :raises TypeError: ``delta`` is not an int, or the stored value is not an
+            integer (or the result would overflow 64 bits).
+        """
+        result: int | None = self._run(self._plan_inc_existing(key, delta))
+        return result
+
     def ping(self) -> bool:
         """Whether the server answers PING; False on a fault."""
         result: bool = self._run(self._plan_ping())

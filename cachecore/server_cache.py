@@ -12,17 +12,21 @@ writes no cache method (those live in :class:`~cachecore.BaseRedisCache`)::
 from __future__ import annotations
 
 import importlib
+import inspect
+import re
 import types
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from cachecore import topology
+from cachecore.adapters.blocking import library_client
 from cachecore.adapters.retry import retry_class
 from cachecore.errors import ConfigurationError
 from cachecore.hookspecs import hookimpl
-from cachecore.options import with_client_defaults
+from cachecore.options import KNOWN_OPTIONS, did_you_mean, with_client_defaults
 from cachecore.redis_base import BaseRedisCache
 from cachecore.types import Backend, KeyPrefix, Serializer, Timeout
+from cachecore.urls import parse_server_url
 
 
 class ServerCache(BaseRedisCache):
@@ -131,8 +135,13 @@ class ServerCache(BaseRedisCache):
     def client_from_url(cls, url: str, options: Mapping[str, Any]) -> Any:
         """A client for ``url`` (host, port, db, user, password, TLS by scheme).
 
+        cachecore checks the URL itself (see :mod:`cachecore.urls`): the client
+        libraries read ``/db3`` as database 0 and ``/1/2`` as database 12.
         ``<scheme>+cluster://`` and ``<scheme>+sentinel://`` URLs get the library's
         cluster or Sentinel client (see :mod:`cachecore.topology`), with the same defaults.
+
+        :raises ConfigurationError: a malformed URL (port, database path...), or an
+            option the client does not take (with the closest valid name).
         """
         scheme, sep, rest = url.partition("://")
         if topology.topology_kind(scheme) is not None:
@@ -141,19 +150,15 @@ class ServerCache(BaseRedisCache):
                 for alias, target in cls.scheme_aliases.items()
                 if target in topology.TLS_SCHEMES
             }
-            return topology.client_from_url(
+            client = topology.client_from_url(
                 cls.library(), cls.client_class_name, url, cls.client_options(options), tls_schemes
             )
-        url = cls.scheme_aliases.get(scheme, scheme) + sep + rest
-        client_class = getattr(cls.library(), cls.client_class_name)
-        client = client_class.from_url(url, **cls.client_options(options))
-        # Clients connect lazily and only then reject an unknown option; building one
-        # connection object (no socket) reports it now, as a configuration error.
-        pool = client.connection_pool
-        try:
-            pool.connection_class(**pool.connection_kwargs)
-        except TypeError as exc:
-            raise ConfigurationError(f"unknown client option: {exc}") from None
+        else:
+            target = cls.scheme_aliases.get(scheme, scheme)
+            parse_server_url(url, unix=target == "unix")
+            client_class = getattr(cls.library(), cls.client_class_name)
+            client = client_class.from_url(target + sep + rest, **cls.client_options(options))
+        _check_connection_options(client)
         return client
 
     @classmethod
@@ -164,10 +169,14 @@ class ServerCache(BaseRedisCache):
         from cachecore.aio.clients import async_client_from_url
 
         cls.library()  # a clear error when the library is missing
+        scheme = url.partition("://")[0]
+        if topology.topology_kind(scheme) is None:
+            target = cls.scheme_aliases.get(scheme, scheme)
+            parse_server_url(url, unix=target == "unix")
         tls_schemes = topology.TLS_SCHEMES | {
             alias for alias, target in cls.scheme_aliases.items() if target in topology.TLS_SCHEMES
         }
-        return async_client_from_url(
+        client = async_client_from_url(
             cls.client_module,
             cls.client_class_name,
             url,
@@ -175,6 +184,33 @@ class ServerCache(BaseRedisCache):
             cls.scheme_aliases,
             tls_schemes,
         )
+        _check_connection_options(client)
+        return client
+
+
+def _check_connection_options(client: Any) -> None:
+    """Build one connection object of ``client``'s pool (no socket): standalone and
+    Sentinel clients connect lazily and only then reject an unknown option, as a
+    ``TypeError`` in the middle of a cache call. A cluster client has already built its
+    connections."""
+    pool = getattr(library_client(client), "connection_pool", None)
+    if pool is None:
+        return
+    try:
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:
+        raise ConfigurationError(_unknown_option_message(exc, pool.connection_class)) from None
+
+
+def _unknown_option_message(exc: TypeError, connection_class: type[Any]) -> str:
+    """The message for the client's ``TypeError``: the unknown option, and the closest
+    valid name, when the error names it."""
+    match = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+    if match is None:
+        return f"unknown client option: {exc}"
+    name = match.group(1)
+    accepted = set(inspect.signature(connection_class).parameters) | KNOWN_OPTIONS
+    return f"unknown option {name!r}{did_you_mean(name, accepted)}"
 
 
 class ServerBackendPlugin:

@@ -44,6 +44,8 @@ from cachecore.adapters.libraries import installed_errors
 from cachecore.adapters.retry import sending_once
 from cachecore.errors import BackendError, ConfigurationError
 from cachecore.protocol import glob_escape
+from cachecore.redaction import redact_url, split_credentials
+from cachecore.urls import check_url, parse_db
 
 if TYPE_CHECKING:
     from cachecore.redis_base import BaseRedisCache
@@ -98,35 +100,33 @@ class TopologyURL:
 
 def _parse_node(text: str, default_port: int, url: str) -> tuple[str, int]:
     if text.startswith("["):  # [IPv6]:port
-        host, _, rest = text[1:].partition("]")
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ConfigurationError(f"node {text!r} of {redact_url(url)} is not [IPv6]:port")
         port_text = rest.removeprefix(":")
     else:
         host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
     if not host:
-        raise ConfigurationError(f"node {text!r} of {_redact(url)} has no host")
-    try:
-        port = int(port_text) if port_text else default_port
-    except ValueError:
-        raise ConfigurationError(f"node {text!r} of {_redact(url)} has a bad port") from None
+        raise ConfigurationError(f"node {text!r} of {redact_url(url)} has no host")
+    if port_text and not (port_text.isascii() and port_text.isdecimal()):
+        raise ConfigurationError(
+            f"node {text!r} of {redact_url(url)} has a bad port: not a whole number"
+        )
+    port = int(port_text) if port_text else default_port
     if not 0 < port < 65536:
-        raise ConfigurationError(f"node {text!r} of {_redact(url)} has a bad port")
+        raise ConfigurationError(
+            f"node {text!r} of {redact_url(url)} has a bad port: not from 1 to 65535"
+        )
     return host, port
 
 
-def _redact(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    auth, at, hosts = rest.rpartition("@")
-    if not at:
-        return url
-    user = auth.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{hosts}" if ":" in auth else url
-
-
 def _int_option(name: str, value: Any, url: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{name} {value!r} of {_redact(url)} is not a number") from None
+    """A database number: one whole number >= 0, written in the URL or given as ``db``."""
+    if isinstance(value, str):
+        return parse_db(value, redact_url(url))
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ConfigurationError(f"the {name} of {redact_url(url)} must be a whole number >= 0")
 
 
 def parse_topology_url(
@@ -143,16 +143,16 @@ def parse_topology_url(
         cluster, or no service name for Sentinel.
     """
     options = options or {}
-    scheme, sep, rest = url.partition("://")
+    scheme, sep, _ = url.partition("://")
     kind = topology_kind(scheme)
     if not sep or kind is None:
-        raise ConfigurationError(f"{_redact(url)} is not a +cluster or +sentinel URL")
-    rest = rest.partition("?")[0].partition("#")[0]
-    netloc, _, path = rest.partition("/")
-    auth, at, hosts = netloc.rpartition("@")
+        raise ConfigurationError(f"{redact_url(url)} is not a +cluster or +sentinel URL")
+    check_url(url)
+    credentials = split_credentials(url.partition("?")[0])
+    hosts, _, path = credentials.rest.partition("/")
     username = password = None
-    if at:
-        user, colon, secret = auth.partition(":")
+    if credentials.userinfo is not None:
+        user, colon, secret = credentials.userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if colon else None
     nodes = tuple(
@@ -161,24 +161,26 @@ def parse_topology_url(
         if part.strip()
     )
     if not nodes:
-        raise ConfigurationError(f"{_redact(url)} names no node")
+        raise ConfigurationError(f"{redact_url(url)} names no node")
     segments = [unquote(s) for s in path.split("/") if s]
     base = scheme.rpartition("+")[0]
     if kind == CLUSTER:
         if len(segments) > 1:
-            raise ConfigurationError(f"a cluster URL has no path beyond the database: {url!r}")
+            raise ConfigurationError(
+                f"a cluster URL has no path beyond the database: {redact_url(url)}"
+            )
         db = _int_option("database", segments[0] if segments else options.get("db", 0), url)
         if db != 0:
             raise ConfigurationError(
-                f"a cluster has only database 0, but {_redact(url)} asks for {db}"
+                f"a cluster has only database 0, but {redact_url(url)} asks for {db}"
             )
         return TopologyURL(CLUSTER, base, nodes, username, password, tls=base in tls_schemes)
     if len(segments) > 2:
-        raise ConfigurationError(f"a sentinel URL path is /service_name/db: {_redact(url)}")
+        raise ConfigurationError(f"a sentinel URL path is /service_name/db: {redact_url(url)}")
     service = segments[0] if segments else options.get("service_name")
     if not service:
         raise ConfigurationError(
-            f"{_redact(url)} names no Sentinel service: use "
+            f"{redact_url(url)} names no Sentinel service: use "
             f"{scheme}://host:26379/<service_name>/<db> or ?service_name="
         )
     db = _int_option("database", segments[1] if len(segments) > 1 else options.get("db", 0), url)

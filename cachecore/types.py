@@ -44,6 +44,14 @@ class Backend:
         ``None`` means :class:`~cachecore.BaseRedisCache` itself.
     :param distribution: filled in by the host: the distribution that provides it.
     :param version: filled in by the host: that distribution's version.
+    :param client_options: the client option names this backend accepts, e.g.
+        ``("socket_timeout", "ssl_ca_certs")``. When given, the host refuses any other
+        option with a :class:`~cachecore.ConfigurationError` before the plugin is
+        called. ``None`` (the default) declares nothing: the plugin's
+        ``cachecore_create_client`` sees every option, and the host checks what it can
+        on the client it returns.
+    :param plugin: filled in by the host: the name the declaring plugin is registered
+        under (its entry-point name); only that plugin is asked to build clients.
     """
 
     name: str
@@ -52,6 +60,8 @@ class Backend:
     cache_class: type[BaseRedisCache] | None = None
     distribution: str = ""
     version: str = ""
+    client_options: tuple[str, ...] | None = None
+    plugin: str = ""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ import pytest
 import cachecore
 import cachecore.aio
 from cachecore import ConfigurationError, plugins
-from cachecore.aio.config import create_async_client
 from cachecore.testing.pytest_plugin import ServerPool
 from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
 
@@ -156,7 +155,9 @@ class _BlockingOnlyPlugin:
     def cachecore_create_client(
         self, backend: cachecore.Backend, url: str, options: Mapping[str, Any]
     ) -> Any:
-        return None
+        import redis
+
+        return redis.Redis.from_url(url.replace("olddb://", "redis://", 1), **options)
 
 
 def test_plugin_without_the_async_hook_is_named() -> None:
@@ -165,8 +166,8 @@ def test_plugin_without_the_async_hook_is_named() -> None:
     registry.provenance["olddb"] = ("cachecore-olddb", "1.2")
     plugins.index_plugins(registry)
     backend = plugins.find_backend("olddb", registry)
-    with pytest.raises(ConfigurationError, match=r"cachecore-olddb 1\.2 has no asyncio support"):
-        create_async_client(backend, "olddb://x", {}, registry)
+    with pytest.raises(ConfigurationError, match=r"cachecore-olddb 1\.2\) has no asyncio support"):
+        plugins.create_async_client(backend, "olddb://x", {}, registry)
 
 
 # -- the asyncio traps -----------------------------------------------------------------------

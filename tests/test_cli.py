@@ -20,18 +20,10 @@ from cachecore.cli import main
 from cachecore.demo import DEMO_PREFIX, run_demo
 from cachecore.server_info import describe_server, parse_info
 from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
+from cachecore.testing.servers import newest_server_binary as _newest
 
 BINARIES = find_server_binaries()
 SERVER_NAMES = {"redis": "Redis", "valkey": "Valkey", "keydb": "KeyDB"}
-
-
-def _version_key(binary: ServerBinary) -> tuple[int, ...]:
-    return tuple(int(part) if part.isdigit() else -1 for part in binary.version.split("."))
-
-
-def _newest(kind: str) -> ServerBinary | None:
-    found = [b for b in BINARIES if b.kind == kind]
-    return max(found, key=_version_key) if found else None
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@ out of memory (OOM), being a read-only replica (READONLY), loading its dataset (
 dropping a connection (CLIENT KILL), dying with SIGKILL; plus heavy threading, fork, and
 hostile input sizes.
 
-For speed these run on one Valkey binary and one Redis binary (the newest of each kind
-found), not on the whole matrix.
+For speed these run on the newest Valkey, Redis and KeyDB binaries found (KeyDB skips,
+saying why, when there is none), not on the whole matrix.
 """
 
 from __future__ import annotations
@@ -24,39 +24,21 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
+from helpers import Target, cachecore_warnings, newest_targets
 
 import cachecore
 from cachecore import BackendError, BaseRedisCache, ValueTooLargeError
 from cachecore.testing.proxy import FaultProxy
 from cachecore.testing.pytest_plugin import ServerPool
-from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
+from cachecore.testing.servers import ServerProcess
 from cachecore.timeouts import MAX_TIMEOUT
 
-# -- targets: the newest Valkey and the newest Redis, each through its own plugin ----------
+# -- targets: the newest Valkey, Redis and KeyDB, each through its own plugin --------------
 
-
-class Target(NamedTuple):
-    binary: ServerBinary
-    scheme: str
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) if part.isdigit() else -1 for part in version.split("."))
-
-
-def _newest(kind: str) -> ServerBinary | None:
-    found = [b for b in find_server_binaries() if b.kind == kind]
-    return max(found, key=lambda b: _version_key(b.version)) if found else None
-
-
-TARGETS = [
-    pytest.param(Target(binary, scheme), id=f"{binary.id}-{scheme}")
-    for kind, scheme in (("valkey", "valkey"), ("redis", "redis"))
-    if (binary := _newest(kind)) is not None
-]
+TARGETS = newest_targets("valkey", "redis", "keydb")
 
 WRITE_FAULTS: dict[str, tuple[Callable[[BaseRedisCache], Any], Any]] = {
     "set": (lambda c: c.set("w", "value"), False),
@@ -70,7 +52,7 @@ WRITE_FAULTS: dict[str, tuple[Callable[[BaseRedisCache], Any], Any]] = {
 
 @pytest.fixture(scope="module", params=TARGETS)
 def target(request: pytest.FixtureRequest) -> Target:
-    """The newest Valkey (valkey:// plugin) and the newest Redis (redis:// plugin)."""
+    """The newest Valkey, Redis and KeyDB, each through its own plugin (valkey://...)."""
     return request.param  # type: ignore[no-any-return]
 
 
@@ -84,15 +66,6 @@ def open_cache(server: ServerProcess, target: Target, **options: Any) -> BaseRed
     """A cache on ``server`` through ``target``'s plugin, with a unique key prefix."""
     options.setdefault("key_prefix", f"faults-{uuid.uuid4().hex[:8]}:")
     return cachecore.from_url(server.url(target.scheme), **options)
-
-
-def cachecore_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """The messages of the warnings the ``cachecore`` logger emitted."""
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "cachecore" and r.levelno >= logging.WARNING
-    ]
 
 
 def stored_keys(server: ServerProcess, cache: BaseRedisCache) -> set[str]:

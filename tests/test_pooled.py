@@ -23,19 +23,9 @@ import pytest
 from cachecore import BackendError, BaseRedisCache
 from cachecore.adapters import blocking
 from cachecore.testing.pytest_plugin import ServerPool
-from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
+from cachecore.testing.servers import ServerProcess, newest_server_binary
 
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) if part.isdigit() else -1 for part in version.split("."))
-
-
-def _newest(kind: str) -> list[ServerBinary]:
-    found = [b for b in find_server_binaries() if b.kind == kind]
-    return [max(found, key=lambda b: _version_key(b.version))] if found else []
-
-
-NEWEST = _newest("valkey") + _newest("redis")
+NEWEST = [b for kind in ("valkey", "redis") if (b := newest_server_binary(kind)) is not None]
 CLIENT_LIBRARIES = ("redis", "valkey")
 
 

@@ -1,7 +1,7 @@
 """Security: forged and tampered payloads, signing keys, credentials, key-prefix isolation.
 
-Against real servers (the newest Valkey and the newest Redis found, each through its
-own plugin); ``memory://`` only where the server plays no part. The conformance suite
+Against real servers (the newest Valkey, Redis and KeyDB found, each through its own
+plugin); ``memory://`` only where the server plays no part. The conformance suite
 already shows a forged pickle is not run under ``json`` and ``signed``; this adds
 msgpack, signing with compression, logging of rejected signatures, key rotation,
 credential redaction everywhere a message can carry it, and prefixes that overlap.
@@ -10,6 +10,7 @@ credential redaction everywhere a message can carry it, and prefixes that overla
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 import uuid
 import zlib
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import pytest
+from helpers import Target, cachecore_warnings, newest_targets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,30 +29,14 @@ from cachecore import (
     ConfigurationError,
     UnknownBackendError,
 )
+from cachecore.redaction import redact_options, redact_url, scrub, secrets_in
 from cachecore.testing.conformance import FORGERY_SINK, forged_pickle
 from cachecore.testing.pytest_plugin import ServerPool
-from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
+from cachecore.testing.servers import ServerProcess
 
 # -- targets ------------------------------------------------------------------------------
 
-
-class Target(NamedTuple):
-    binary: ServerBinary
-    scheme: str
-
-
-def _newest(kind: str) -> ServerBinary | None:
-    found = [b for b in find_server_binaries() if b.kind == kind]
-    if not found:
-        return None
-    return max(found, key=lambda b: [int(p) for p in b.version.split(".") if p.isdigit()])
-
-
-TARGETS = [
-    pytest.param(Target(binary, scheme), id=f"{binary.id}-{scheme}")
-    for kind, scheme in (("valkey", "valkey"), ("redis", "redis"))
-    if (binary := _newest(kind)) is not None
-]
+TARGETS = newest_targets("valkey", "redis", "keydb")
 
 
 @pytest.fixture(scope="module", params=TARGETS)
@@ -77,14 +63,6 @@ def raw_get(cache: BaseRedisCache, key: str) -> bytes:
     data = cache._write_client.execute_command("GET", cache._key(key))
     assert isinstance(data, bytes)
     return data
-
-
-def cachecore_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "cachecore" and r.levelno >= logging.WARNING
-    ]
 
 
 SECRET = "current-signing-key-0123456789"
@@ -258,7 +236,7 @@ class Credentials(NamedTuple):
     username: str | None
 
 
-@pytest.fixture(params=["requirepass", "acl-user"])
+@pytest.fixture(params=["requirepass", "acl-user", "raw-at"])
 def credentials(
     request: pytest.FixtureRequest,
     target: Target,
@@ -266,17 +244,28 @@ def credentials(
 ) -> Credentials:
     password = f"pw-{uuid.uuid4().hex}"
     wrong = f"wrong-{uuid.uuid4().hex}"
-    if request.param == "requirepass":
+    username = None
+    if request.param == "raw-at":
+        # An "@" written unencoded in the password: the client libraries split the URL at
+        # its last "@", so must every redaction (or the tail of the password shows).
+        password, wrong = f"pw-{uuid.uuid4().hex}@{password}", f"{wrong}@{uuid.uuid4().hex}"
         server = cachecore_fresh_server(target.binary, password=password)
-        username = None
+        address = f"{server.host}:{server.port}/0"
+        url = f"{target.scheme}://:{password}@{address}"
+        wrong_url = f"{target.scheme}://:{wrong}@{address}"
     else:
-        username = "alice"
-        server = cachecore_fresh_server(target.binary, acl_users={username: password})
+        if request.param == "requirepass":
+            server = cachecore_fresh_server(target.binary, password=password)
+        else:
+            username = "alice"
+            server = cachecore_fresh_server(target.binary, acl_users={username: password})
+        url = server.url(target.scheme, username=username, password=password)
+        wrong_url = server.url(target.scheme, username=username, password=wrong)
     return Credentials(
         server=server,
-        url=server.url(target.scheme, username=username, password=password),
+        url=url,
         password=password,
-        wrong_url=server.url(target.scheme, username=username, password=wrong),
+        wrong_url=wrong_url,
         wrong_password=wrong,
         plain_url=f"{target.scheme}://{server.host}:{server.port}/0",
         username=username,
@@ -287,7 +276,10 @@ class Leaks:
     """Everything a user could see: checked for the passwords at the end of a test."""
 
     def __init__(self, *secrets: str) -> None:
-        self.secrets = secrets
+        # Each piece between special characters too: a redaction that stops at the wrong
+        # "@" shows the tail of a password.
+        pieces = {piece for secret in secrets for piece in re.split(r"[@/?#:]", secret)}
+        self.secrets = tuple({*secrets, *(p for p in pieces if len(p) >= 8)})
         self.texts: list[tuple[str, str]] = []
 
     def add(self, where: str, text: str) -> None:
@@ -412,6 +404,16 @@ def _check_command_line(
         assert status == expected_status, (argv[-2:], out, err)
         leaks.add(f"cli {argv[0]} -> {status}: out", out)
         leaks.add(f"cli {argv[0]} -> {status}: err", err)
+    # Other secret options: the demo lists the options it was given, with *** for these.
+    for name, expected_status in (("ssl_password", 0), ("password", 2)):
+        argv = ["--option", f"{name}={credentials.password}", "demo", "memory://"]
+        status = main(argv)
+        out, err = capsys.readouterr()
+        assert status == expected_status, (argv, out, err)
+        if status == 0:
+            assert f"options from --option: {name}=***" in out
+        leaks.add(f"cli demo --option {name} -> {status}: out", out)
+        leaks.add(f"cli demo --option {name} -> {status}: err", err)
 
 
 def test_credentials_never_appear_in_repr_logs_or_errors(
@@ -461,18 +463,61 @@ def test_credentials_never_appear_in_repr_logs_or_errors(
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "special"),
     [
-        "redis:/:{pw}@localhost:6379/0",
-        "redis:{pw}@localhost:6379/0",
+        ("redis:/:{pw}@localhost:6379/0", ""),
+        ("redis:{pw}@localhost:6379/0", ""),
+        # A raw "/", "?" or "#" in the password ends the host part for the client
+        # library, which then failed on "Port could not be cast ... as '<password>'".
+        *(
+            (f"{s}://:{{pw}}@localhost:6379/0", c)
+            for s in ("redis", "valkey", "keydb")
+            for c in "/?#"
+        ),
+        ("rediss://user:{pw}@localhost:6379/0", "/"),
+        ("unix://:{pw}@/tmp/cache.sock", "?"),
+        ("valkey+cluster://:{pw}@127.0.0.1:7000/", "/"),
+        # Other mistakes in a URL that holds a password.
+        ("redis+cluster://:{pw}@127.0.0.1:7000/0/extra", ""),
+        ("redis+cluster://:{pw}@127.0.0.1:7000,127.0.0.1:7001/1", ""),
+        ("valkey+sentinel://:{pw}@127.0.0.1:26379/mymaster/0/x", ""),
+        ("valkey+sentinel://:{pw}@127.0.0.1:x/mymaster/0", ""),
+        ("redis://:{pw}@localhost:0/0", ""),
+        ("valkey://:{pw}@localhost:6379/db3", ""),
+        ("keydb://:{pw}@[::1/0", ""),
+        ("memory://:{pw}@name/0", ""),
     ],
 )
-def test_malformed_url_does_not_echo_the_password(url: str) -> None:
-    password = f"pw-{uuid.uuid4().hex}"
+def test_malformed_url_does_not_echo_the_password(url: str, special: str) -> None:
+    head, tail = uuid.uuid4().hex, uuid.uuid4().hex
+    password = f"{head}{special}{tail}" if special else head
     with pytest.raises(ConfigurationError) as info:
         cachecore.from_url(url.format(pw=password))
-    assert password not in str(info.value)
+    shown = [str(info.value), repr(info.value), "".join(traceback.format_exception(info.value))]
+    assert not [text for text in shown for piece in (head, tail) if piece in text]
     assert "***" in str(info.value)
+    assert "Port could not be cast" not in str(info.value)
+
+
+def test_secret_options_are_hidden_wherever_they_come_from() -> None:
+    secrets = {
+        "password": "pw-0123456789",
+        "secret_key": "sk-0123456789abcdef",
+        "old_secret_keys": ["old-0123456789", "older-0123456789"],
+        "ssl_password": "ssl-0123456789",
+        "sentinel_password": "sentinel-0123456789",
+    }
+    shown = redact_options({**secrets, "key_prefix": "app:"})
+    assert shown == {**dict.fromkeys(secrets, "***"), "key_prefix": "app:"}
+    url = "valkey+sentinel://:pw%2Fx@s1:26379/m/0?" + "&".join(
+        f"{name}={value}" for name, value in secrets.items() if isinstance(value, str)
+    )
+    assert not [v for v in secrets.values() if isinstance(v, str) and v in redact_url(url)]
+    # A message that quotes them, as written or decoded, loses them all.
+    found = secrets_in([url], secrets)
+    message = f"failed: pw/x {url} {secrets} old-0123456789"
+    scrubbed = scrub(message, found)
+    assert not [s for s in ("pw/x", "pw%2Fx", "0123456789") if s in scrubbed], scrubbed
 
 
 # -- two apps on one server: key prefixes -------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -10,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -23,6 +26,7 @@ from cachecore.testing.servers import (
     find_server_binaries,
     free_port,
     make_tls_files,
+    newest_server_binary,
 )
 
 BINARIES = find_server_binaries()
@@ -122,6 +126,50 @@ def test_env_var_of_the_wrong_kind_is_an_error() -> None:
         discover_server_binaries({variable: str(chosen.path), "PATH": ""})
 
 
+def test_newest_server_binary_of_each_kind() -> None:
+    for kind in ("redis", "valkey", "keydb"):
+        of_kind = [b for b in BINARIES if b.kind == kind]
+        newest = newest_server_binary(kind)
+        # Discovery sorts by (kind, version), numerically: "9.1.2" after "8.10.0" after "8.1.8".
+        assert newest == (of_kind[-1] if of_kind else None)
+    assert newest_server_binary("redis", []) is None
+
+
+def test_binary_without_run_bit_in_a_read_only_place_runs_from_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server binary that lacks its run bit where it cannot be changed (CI's read-only
+    ``shared/`` directory) is copied into the user's cache directory and run from there."""
+    source = BINARIES[0]
+    original = tmp_path / "shared" / "bin" / source.path.name
+    original.parent.mkdir(parents=True)
+    shutil.copyfile(source.path, original)
+    original.chmod(0o444)
+    real_chmod = Path.chmod
+
+    def read_only_chmod(self: Path, mode: int, **kwargs: bool) -> None:
+        if self == original:  # as on a read-only mount, where even root cannot chmod
+            raise OSError(30, "Read-only file system", str(self))
+        real_chmod(self, mode, **kwargs)
+
+    monkeypatch.setattr(Path, "chmod", read_only_chmod)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    variable = f"CACHECORE_TEST_{source.kind.upper()}_SERVER"
+    environ = {variable: str(original), "PATH": ""}
+
+    [found] = [b for b in discover_server_binaries(environ) if b.source == f"${variable}"]
+    assert (found.kind, found.version, found.copied_from) == (source.kind, source.version, original)
+    assert found.path.is_relative_to(tmp_path / "cache" / "cachecore" / "bin")
+    assert found.path.name == original.name  # some servers pick their role from their name
+    assert not os.access(original, os.X_OK)
+    with ServerProcess(found) as server, server.client() as client:
+        assert client.ping()
+    # A second look reuses the copy.
+    [again] = [b for b in discover_server_binaries(environ) if b.source == f"${variable}"]
+    assert again.path == found.path
+    assert len(list((tmp_path / "cache").rglob(original.name))) == 1
+
+
 def test_free_port() -> None:
     port = free_port()
     assert 0 < port < 65536
@@ -188,6 +236,29 @@ def test_pause_and_resume() -> None:
         server.resume()
         assert client.ping()
         server.pause()  # stop() must cope with a paused server
+
+
+def _thread_states(pid: int) -> list[str]:
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            states.append((task / "stat").read_text().rpartition(")")[2].split()[0])
+    return states
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="no /proc: not Linux")
+def test_pause_returns_once_every_thread_is_stopped(binary: ServerBinary) -> None:
+    """Every server has several threads (KeyDB serves clients from several): a request
+    sent just after pause() must find none of them running."""
+    with ServerProcess(binary) as server:
+        pid = server.pid
+        assert pid is not None
+        for _ in range(5):
+            server.pause()
+            states = _thread_states(pid)
+            assert len(states) > 1
+            assert set(states) <= {"T", "t"}, states
+            server.resume()
 
 
 def test_failed_start_reports_the_log() -> None:
@@ -354,3 +425,54 @@ def test_servers_die_with_a_python_that_is_killed() -> None:
             os.kill(pid, signal.SIGKILL)
         # A killed Python runs no atexit, so its directory is left for us.
         shutil.rmtree(directory, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the pytest plugin
+
+_PROBE = """
+import atexit, json, os, sys
+
+def test_a_record():
+    with open(os.environ["CACHECORE_PROBE_OUT"], "w") as out:
+        json.dump({"modules": sorted(sys.modules), "exit_hooks": atexit._ncallbacks()}, out)
+
+def test_b_fixtures_load_what_they_need(cachecore_server_binaries):
+    assert "cachecore.testing.servers" in sys.modules
+    from cachecore.testing.servers import ServerProcess
+    before = atexit._ncallbacks()
+    ServerProcess(cachecore_server_binaries[0]).close()
+    assert atexit._ncallbacks() == before + 1
+"""
+
+
+def _probe_plugin_load(tmp_path: Path, *pytest_args: str) -> dict[str, Any]:
+    """Run pytest on :data:`_PROBE` in a new process; return what ``test_a_record`` saw."""
+    (tmp_path / "test_probe.py").write_text(_PROBE)
+    out = tmp_path / "probe.json"
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
+    env["CACHECORE_PROBE_OUT"] = str(out)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    recorded: dict[str, Any] = json.loads(out.read_text())
+    return recorded
+
+
+def test_loading_the_pytest_plugin_imports_no_server_machinery(tmp_path: Path) -> None:
+    """Every pytest run of a project with cachecore installed loads the plugin: that must
+    not import the server helpers, a client library or register an exit hook, while the
+    fixtures still work when a test asks for them."""
+    loaded = _probe_plugin_load(tmp_path, "test_probe.py")
+    baseline = _probe_plugin_load(tmp_path, "-p", "no:cachecore", "test_probe.py::test_a_record")
+    assert "cachecore.testing.pytest_plugin" in loaded["modules"]
+    added = set(loaded["modules"]) - set(baseline["modules"])
+    heavy = ("redis", "valkey", "cryptography", "cachecore.testing.")
+    assert sorted(m for m in added if m.startswith(heavy)) == ["cachecore.testing.pytest_plugin"]
+    assert loaded["exit_hooks"] == baseline["exit_hooks"]

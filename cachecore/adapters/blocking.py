@@ -320,10 +320,12 @@ def _fast_path_allowed(client: Any, library: ClientLibrary) -> bool:
 
 def library_client(transport: Any) -> Any:
     """The library's client at the bottom of ``transport``, through the wrappers that
-    hold an ``inner`` transport (the near cache, the circuit breaker)."""
+    hold an ``inner`` transport (the near cache, the circuit breaker); a client that is
+    no transport is returned as is."""
     while hasattr(transport, "inner"):
         transport = transport.inner
-    return getattr(transport, "client", transport)
+    # A transport's client; anything else (a client handed over as is) is returned as is.
+    return transport.client if hasattr(transport, "send_batch") else transport
 
 
 def transport_for(client: Any, reader: Any = None) -> Transport:

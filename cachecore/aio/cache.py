@@ -153,6 +153,23 @@ class AsyncBaseRedisCache(CacheProtocol):
         result: int | None = await self._run(self._plan_incrby("dec", key, delta, -1))
         return result
 
+    async def lookup(self, key: str, default: Any = None) -> Any:
+        """See :meth:`cachecore.BaseRedisCache.lookup`."""
+        return await self._run(self._plan_lookup(key, default))
+
+    async def lookup_many(self, *keys: str) -> dict[str, Any]:
+        """See :meth:`cachecore.BaseRedisCache.lookup_many`."""
+        return await self._drive(self._steps_lookup_many(keys))
+
+    async def touch(self, key: str, timeout: Timeout = None) -> bool:
+        """See :meth:`cachecore.BaseRedisCache.touch`."""
+        return await self._drive(self._steps_touch(key, timeout))
+
+    async def inc_existing(self, key: str, delta: int = 1) -> int | None:
+        """See :meth:`cachecore.BaseRedisCache.inc_existing`."""
+        result: int | None = await self._run(self._plan_inc_existing(key, delta))
+        return result
+
     async def ping(self) -> bool:
         """Whether the server answers PING; False on a fault."""
         result: bool = await self._run(self._plan_ping())

