@@ -133,8 +133,6 @@ def cachecore_create_async_client(backend: Backend, url: str, options: Mapping[s
         return None
     import fakeredis
 
-    unknown = sorted(set(options) - IGNORED_OPTIONS)
-    if unknown:
-        raise ConfigurationError(f"memory:// does not take the option(s): {', '.join(unknown)}")
+    check_options(options)
     name, db = parse_memory_url(url)
     return fakeredis.FakeAsyncRedis(server=_server(name), db=db)
