@@ -1,88 +1,56 @@
-"""A circuit breaker in front of a client, so an outage does not cost every call a timeout.
+"""A circuit breaker in front of a transport, so an outage does not cost every call a timeout.
 
-:class:`CircuitBreakerClient` wraps a Redis-API client. After ``threshold`` consecutive
-connection failures or timeouts it *opens*: calls fail at once with
-:class:`CircuitOpenError` (a client ``ConnectionError``, so the cache returns its fault
-value and logs it) for ``reset_timeout`` seconds. Then it is *half-open*: one call goes
-through as a trial while the others still fail fast; success *closes* it, failure opens
-it again. Server replies that are errors (``WRONGTYPE``, ``OOM``, ``LOADING``...) are not
-failures of the connection and never trip it, although the client libraries make
-``LOADING`` (``BusyLoadingError``) a ``ConnectionError``.
+:class:`CircuitBreakerClient` is a :class:`~cachecore.transport.Transport` that holds
+another transport. After ``threshold`` consecutive failures of the server to answer
+(refused or broken connection, timeout: the inner transport's ``failures``) it *opens*:
+calls fail at once with :class:`CircuitOpenError` (a ``ConnectionError``, so the cache
+returns its fault value and logs it) for ``reset_timeout`` seconds. Then it is
+*half-open*: one call goes through as a trial while the others still fail fast; success
+*closes* it, failure opens it again. Replies that are errors (``WRONGTYPE``, ``OOM``,
+``LOADING``...: the inner transport's ``reply_errors``) are the server answering: they
+never trip it, although the client libraries make ``LOADING`` a connection error.
+
+``from_url(..., circuit_breaker=true)`` builds one; by hand::
+
+    transport = CircuitBreakerClient(redis.Redis(...), threshold=5, reset_timeout=5.0)
+    cache = BaseRedisCache(transport)
+    cache.client.state          # "closed", "open" or "half-open"
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import redis.exceptions
-
+from cachecore.adapters.blocking import transport_for
 from cachecore.errors import ConfigurationError
+from cachecore.transport import AsyncTransport, Command, Transport
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
 _T = TypeVar("_T")
 
 
-class CircuitOpenError(redis.exceptions.ConnectionError):
+class CircuitOpenError(ConnectionError):
     """The circuit is open: the call was not sent to the server."""
 
 
-def _connection_failures() -> tuple[type[BaseException], ...]:
-    failures: list[type[BaseException]] = [
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
-        OSError,
-    ]
-    try:
-        import valkey.exceptions
-    except ImportError:
-        pass
-    else:
-        failures += [valkey.exceptions.ConnectionError, valkey.exceptions.TimeoutError]
-    return tuple(failures)
+class CircuitBreaker:
+    """The breaker's state, shared by the transports it guards (a Sentinel cache's
+    primary and replica transports trip together).
 
-
-def _server_answers() -> tuple[type[BaseException], ...]:
-    """Error replies the client libraries raise as a ``ConnectionError``: ``LOADING``."""
-    answers: list[type[BaseException]] = [redis.exceptions.BusyLoadingError]
-    try:
-        import valkey.exceptions
-    except ImportError:
-        pass
-    else:
-        answers.append(valkey.exceptions.BusyLoadingError)
-    return tuple(answers)
-
-
-class _Pipeline:
-    def __init__(self, breaker: CircuitBreakerClient, pipeline: Any) -> None:
-        self._breaker = breaker
-        self._pipeline = pipeline
-
-    def execute(self, *args: Any, **kwargs: Any) -> Any:
-        return self._breaker.call(lambda: self._pipeline.execute(*args, **kwargs))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pipeline, name)
-
-
-class CircuitBreakerClient:
-    """A Redis-API client guarded by a circuit breaker.
-
-    :param client: the client to guard.
-    :param threshold: consecutive connection failures that open the circuit.
+    :param threshold: consecutive failures that open the circuit.
     :param reset_timeout: seconds the circuit stays open before a trial call.
     """
 
-    def __init__(self, client: Any, threshold: int = 5, reset_timeout: float = 5.0) -> None:
+    def __init__(self, threshold: int = 5, reset_timeout: float = 5.0) -> None:
         if threshold < 1:
             raise ConfigurationError(f"circuit_breaker_threshold must be >= 1, got {threshold}")
         if reset_timeout <= 0:
             raise ConfigurationError(f"circuit_breaker_reset must be > 0, got {reset_timeout}")
-        self._client = client
         self.threshold = threshold
         self.reset_timeout = reset_timeout
         self._failures = 0
@@ -90,8 +58,6 @@ class CircuitBreakerClient:
         self._trial_running = False
         self._state = CLOSED
         self._lock = threading.Lock()
-        self._failure_types = _connection_failures()
-        self._answer_types = _server_answers()
 
     @property
     def state(self) -> str:
@@ -101,20 +67,58 @@ class CircuitBreakerClient:
                 return HALF_OPEN
             return self._state
 
-    def call(self, function: Callable[[], _T]) -> _T:
-        """Run ``function`` (which talks to the server) through the breaker."""
+    def call(
+        self,
+        function: Callable[[], _T],
+        failures: tuple[type[BaseException], ...],
+        answers: tuple[type[BaseException], ...],
+    ) -> _T:
+        """Run ``function`` (which talks to the server) through the breaker: an exception
+        of ``answers`` is the server answering; one of ``failures`` counts against it.
+
+        :raises CircuitOpenError: the circuit is open; ``function`` did not run.
+        """
         trial = self._admit()
         try:
             result = function()
-        except self._answer_types:
+        except answers:
             self._record_success(trial)  # a reply: the connection works
             raise
-        except self._failure_types as exc:
+        except failures as exc:
             if not isinstance(exc, CircuitOpenError):
                 self._record_failure(trial)
             raise
         except BaseException:
             self._record_success(trial)  # the server answered, if only with an error
+            raise
+        self._record_success(trial)
+        return result
+
+    async def acall(
+        self,
+        function: Callable[[], Awaitable[_T]],
+        failures: tuple[type[BaseException], ...],
+        answers: tuple[type[BaseException], ...],
+    ) -> _T:
+        """:meth:`call` for a coroutine function (asyncio transports). A cancelled call
+        counts neither way."""
+        trial = self._admit()
+        try:
+            result = await function()
+        except answers:
+            self._record_success(trial)
+            raise
+        except failures as exc:
+            if not isinstance(exc, CircuitOpenError):
+                self._record_failure(trial)
+            raise
+        except asyncio.CancelledError:
+            if trial:
+                with self._lock:
+                    self._trial_running = False
+            raise
+        except BaseException:
+            self._record_success(trial)
             raise
         self._record_success(trial)
         return result
@@ -150,13 +154,164 @@ class CircuitBreakerClient:
             self._failures = 0
             self._state = CLOSED
 
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        """Run a command unless the circuit is open."""
-        return self.call(lambda: self._client.execute_command(*args, **options))
 
-    def pipeline(self, transaction: bool = True) -> _Pipeline:
-        """A pipeline whose ``execute`` goes through the breaker."""
-        return _Pipeline(self, self._client.pipeline(transaction=transaction))
+class CircuitBreakerClient:
+    """A transport guarded by a circuit breaker (see the module docstring).
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+    It is also the cache's ``client``: :meth:`execute_command` sends a command of your
+    own through the breaker, and :attr:`state` tells where the breaker stands.
+
+    :param inner: the transport to guard, or a client with redis-py's API.
+    :param threshold: consecutive connection failures that open the circuit.
+    :param reset_timeout: seconds the circuit stays open before a trial call.
+    :param breaker: the state to use (shared with another transport); default: new.
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        threshold: int = 5,
+        reset_timeout: float = 5.0,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.breaker = breaker or CircuitBreaker(threshold, reset_timeout)
+        self.inner: Transport = transport_for(inner)
+        self.client = self
+        self.failures = (*self.inner.failures, CircuitOpenError)
+        self.reply_errors = self.inner.reply_errors
+        self.errors = (*self.inner.errors, CircuitOpenError)
+        self.keyslot = self.inner.keyslot
+        inner_reader = self.inner.reader
+        self._reader: Transport = (
+            self
+            if inner_reader is self.inner
+            else CircuitBreakerClient(inner_reader, breaker=self.breaker)
+        )
+
+    @property
+    def threshold(self) -> int:
+        """Consecutive connection failures that open the circuit."""
+        return self.breaker.threshold
+
+    @property
+    def reset_timeout(self) -> float:
+        """Seconds the circuit stays open before a trial call."""
+        return self.breaker.reset_timeout
+
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half-open"``."""
+        return self.breaker.state
+
+    def _guard(self, function: Callable[[], _T]) -> _T:
+        return self.breaker.call(function, self.inner.failures, self.inner.reply_errors)
+
+    # -- the transport ---------------------------------------------------------------------
+
+    @property
+    def reader(self) -> Transport:
+        return self._reader
+
+    def send(self, *command: Any) -> Any:
+        return self._guard(lambda: self.inner.send(*command))
+
+    def send_once(self, *command: Any) -> Any:
+        return self._guard(lambda: self.inner.send_once(*command))
+
+    def send_batch(self, commands: Sequence[Command]) -> list[Any]:
+        return self._guard(lambda: self.inner.send_batch(commands))
+
+    def nodes(self) -> list[Transport]:
+        nodes = self._guard(self.inner.nodes)
+        if nodes == [self.inner]:
+            return [self]
+        return [CircuitBreakerClient(node, breaker=self.breaker) for node in nodes]
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def execute_command(self, *args: Any) -> Any:
+        """Run a command of your own unless the circuit is open (bare reply)."""
+        return self.send(*args)
+
+
+class AsyncCircuitBreakerClient:
+    """:class:`CircuitBreakerClient` for asyncio: an
+    :class:`~cachecore.transport.AsyncTransport` guarded by a circuit breaker.
+
+    :param inner: the asyncio transport to guard, or an asyncio client.
+    :param threshold: consecutive connection failures that open the circuit.
+    :param reset_timeout: seconds the circuit stays open before a trial call.
+    :param breaker: the state to use (shared with another transport); default: new.
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        threshold: int = 5,
+        reset_timeout: float = 5.0,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        from cachecore.adapters.aio import async_transport_for
+
+        self.breaker = breaker or CircuitBreaker(threshold, reset_timeout)
+        self.inner: AsyncTransport = async_transport_for(inner)
+        self.client = self
+        self.failures = (*self.inner.failures, CircuitOpenError)
+        self.reply_errors = self.inner.reply_errors
+        self.errors = (*self.inner.errors, CircuitOpenError)
+        self.keyslot = self.inner.keyslot
+        inner_reader = self.inner.reader
+        self._reader: AsyncTransport = (
+            self
+            if inner_reader is self.inner
+            else AsyncCircuitBreakerClient(inner_reader, breaker=self.breaker)
+        )
+
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half-open"``."""
+        return self.breaker.state
+
+    def _guard(self, function: Callable[[], Awaitable[_T]]) -> Awaitable[_T]:
+        return self.breaker.acall(function, self.inner.failures, self.inner.reply_errors)
+
+    @property
+    def reader(self) -> AsyncTransport:
+        return self._reader
+
+    def send(self, *command: Any) -> Awaitable[Any]:
+        return self._guard(lambda: self.inner.send(*command))
+
+    def send_once(self, *command: Any) -> Awaitable[Any]:
+        return self._guard(lambda: self.inner.send_once(*command))
+
+    def send_batch(self, commands: Sequence[Command]) -> Awaitable[list[Any]]:
+        return self._guard(lambda: self.inner.send_batch(commands))
+
+    async def nodes(self) -> list[AsyncTransport]:
+        nodes = await self._guard(self.inner.nodes)
+        if nodes == [self.inner]:
+            return [self]
+        return [AsyncCircuitBreakerClient(node, breaker=self.breaker) for node in nodes]
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def aclose(self) -> Awaitable[None]:
+        return self.inner.aclose()
+
+    def current_client(self) -> Any:
+        """The wrapper itself (raw commands go through the breaker), with the inner
+        transport made ready for the running event loop."""
+        current = getattr(self.inner, "current_client", None)
+        if current is not None:
+            current()
+        return self
+
+    async def execute_command(self, *args: Any) -> Any:
+        """Run a command of your own unless the circuit is open."""
+        return await self.send(*args)

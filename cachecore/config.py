@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from cachecore import plugins
 from cachecore.errors import ConfigurationError, OptionTypeError
@@ -28,12 +28,16 @@ from cachecore.options import (
 from cachecore.redaction import redact_url
 from cachecore.redis_base import BaseRedisCache
 from cachecore.serializers import CompressedSerializer, SignedSerializer
-from cachecore.types import Serializer
+from cachecore.types import Backend, Serializer
 from cachecore.urls import split_query
+
+if TYPE_CHECKING:
+    from cachecore.aio import AsyncBaseRedisCache
 
 log = logging.getLogger("cachecore")
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+_C = TypeVar("_C", bound="BaseRedisCache | AsyncBaseRedisCache")
 
 DEFAULT_URL = "memory://"
 ENV_URL = "CACHECORE_URL"
@@ -127,6 +131,68 @@ def build_serializer(
     return serializer
 
 
+@dataclass(frozen=True)
+class CachePlan:
+    """What a URL and its options ask for, checked, before any client is built: shared
+    by :func:`from_url` and :func:`cachecore.aio.from_url`."""
+
+    scheme: str
+    backend: Backend
+    bare_url: str
+    """The URL without its query string (the options are parsed out of it)."""
+    cache_options: dict[str, Any]
+    client_options: dict[str, Any]
+    registry: plugins.Registry
+    serializer: Serializer
+
+    @property
+    def description(self) -> str:
+        """The URL as ``repr`` shows it: password hidden."""
+        return redact_url(self.bare_url)
+
+    def cache_kwargs(self) -> dict[str, Any]:
+        """The cache constructor's keyword arguments the options ask for."""
+        options = self.cache_options
+        kwargs: dict[str, Any] = {
+            "default_timeout": options.get("default_timeout", 300),
+            "key_prefix": options.get("key_prefix"),
+            "serializer": self.serializer,
+            "raise_errors": options.get("raise_errors", False),
+            "max_value_size": options.get("max_value_size"),
+        }
+        if "ignore_delete_many_errors" in options:
+            kwargs["ignore_delete_many_errors"] = options["ignore_delete_many_errors"]
+        return kwargs
+
+    def breaker_options(self) -> dict[str, Any] | None:
+        """``threshold`` and ``reset_timeout`` of the circuit breaker asked for, or None."""
+        options = self.cache_options
+        if not options.get("circuit_breaker") and not any(
+            name.startswith("circuit_breaker_") for name in options
+        ):
+            return None
+        return {
+            "threshold": options.get("circuit_breaker_threshold", 5),
+            "reset_timeout": options.get("circuit_breaker_reset", 5.0),
+        }
+
+
+def plan_cache(url: str, options: Mapping[str, Any]) -> CachePlan:
+    """Parse and check ``url`` and ``options`` as :func:`from_url` does, and build the
+    serializer (before any client: one that cannot be built leaves no client behind).
+
+    :raises UnknownBackendError: no installed backend handles the scheme.
+    :raises ConfigurationError: a malformed URL or option.
+    """
+    scheme = _scheme(url)
+    bare_url, query = split_query(url)
+    cache_options, client_options = split_options({**query, **options})
+    reg = plugins.registry()
+    backend = plugins.find_backend(scheme, reg)
+    serializer = configured_object(build_serializer, cache_options, reg)
+    return CachePlan(scheme, backend, bare_url, cache_options, client_options, reg, serializer)
+
+
 def from_url(url: str, **options: Any) -> BaseRedisCache:
     """Build a cache for ``url``; its scheme picks the backend.
 
@@ -143,53 +209,31 @@ def from_url(url: str, **options: Any) -> BaseRedisCache:
         one whole number >= 0...), an unknown option of a first-party backend, or an
         option out of its range; never a bare ``ValueError``, and never showing a secret.
     """
-    scheme = _scheme(url)
-    bare_url, query = split_query(url)
-    cache_options, client_options = split_options({**query, **options})
-    reg = plugins.registry()
-    backend = plugins.find_backend(scheme, reg)
+    plan = plan_cache(url, options)
+    cache_options, scheme = plan.cache_options, plan.scheme
     near_cache = bool(cache_options.get("near_cache") or "near_cache_size" in cache_options)
     if near_cache and (scheme == "memory" or "+" in scheme):
         raise ConfigurationError(
             f"near_cache needs a single Redis/Valkey/KeyDB server; {scheme}:// is not supported"
         )
-    # Before the client: a serializer that cannot be built must not leave a client behind.
-    serializer = _configured(build_serializer, cache_options, reg)
-    client = plugins.create_client(backend, bare_url, client_options, reg)
-    if cache_options.get("circuit_breaker") or any(
-        name.startswith("circuit_breaker_") for name in cache_options
-    ):
+    client = plugins.create_client(plan.backend, plan.bare_url, plan.client_options, plan.registry)
+    breaker = plan.breaker_options()
+    if breaker is not None:
         from cachecore.circuit_breaker import CircuitBreakerClient
 
-        client = CircuitBreakerClient(
-            client,
-            threshold=cache_options.get("circuit_breaker_threshold", 5),
-            reset_timeout=cache_options.get("circuit_breaker_reset", 5.0),
-        )
+        client = CircuitBreakerClient(client, **breaker)
     if near_cache:
-        client = _configured(_near_cache_client, client, cache_options)
-    cache_class = backend.cache_class or BaseRedisCache
-    compat: dict[str, Any] = {}
-    if "ignore_delete_many_errors" in cache_options:
-        compat["ignore_delete_many_errors"] = cache_options["ignore_delete_many_errors"]
-    cache = _configured(
-        cache_class,
-        client,
-        default_timeout=cache_options.get("default_timeout", 300),
-        key_prefix=cache_options.get("key_prefix"),
-        serializer=serializer,
-        raise_errors=cache_options.get("raise_errors", False),
-        max_value_size=cache_options.get("max_value_size"),
-        **compat,
-    )
-    cache.description = redact_url(bare_url)
+        client = configured_object(_near_cache_client, client, cache_options)
+    cache_class = plan.backend.cache_class or BaseRedisCache
+    cache = configured_object(cache_class, client, **plan.cache_kwargs())
+    cache.description = plan.description
     return cache
 
 
-def _configured(build: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-    """``build(*args, **kwargs)``, its ``TypeError`` / ``ValueError`` (a value that
-    passed the option checks but not the constructor's) reported as an
-    :class:`OptionTypeError` / :class:`ConfigurationError`."""
+def configured_object(build: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """``build(*args, **kwargs)`` (a serializer, a wrapper, a cache of either kind), its
+    ``TypeError`` / ``ValueError`` (a value that passed the option checks but not the
+    constructor's) reported as an :class:`OptionTypeError` / :class:`ConfigurationError`."""
     try:
         return build(*args, **kwargs)
     except ConfigurationError:
@@ -221,6 +265,15 @@ def from_config(config: Mapping[str, Any]) -> BaseRedisCache:
     :raises ConfigurationError: neither ``url`` nor ``backend``, or both; and what
         :func:`from_url` raises.
     """
+    url, options = url_and_options(config)
+    return from_url(url, **options)
+
+
+def url_and_options(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The URL and options a configuration mapping means (see :func:`from_config`).
+
+    :raises ConfigurationError: neither ``url`` nor ``backend``, or both.
+    """
     options = {str(k).lower(): v for k, v in config.items()}
     url = options.pop("url", None)
     backend_name = options.pop("backend", None)
@@ -239,7 +292,7 @@ def from_config(config: Mapping[str, Any]) -> BaseRedisCache:
         raise ConfigurationError(
             "cache configuration needs 'url' (e.g. 'valkey://localhost:6379/0') or 'backend'"
         )
-    return from_url(str(url), **options)
+    return str(url), options
 
 
 def _env_options(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -377,6 +430,14 @@ def get_cache(*, default: str | None = DEFAULT_URL, **overrides: Any) -> BaseRed
     :raises ConfigurationError: nothing configured while required, or a bad
         configuration; the message names its source (variable or file).
     """
+    return configured_cache(from_config, default, overrides)
+
+
+def configured_cache(
+    build: Callable[[Mapping[str, Any]], _C], default: str | None, overrides: Mapping[str, Any]
+) -> _C:
+    """What :func:`get_cache` does, building the cache with ``build`` (a
+    :func:`from_config`): shared with :func:`cachecore.aio.get_cache`."""
     resolved = resolve_config()
     config = dict(resolved.options)
     source = resolved.source
@@ -401,7 +462,7 @@ def get_cache(*, default: str | None = DEFAULT_URL, **overrides: Any) -> BaseRed
         if overrides:
             source += " + get_cache() arguments"
     try:
-        cache = from_config({**config, **overrides})
+        cache = build({**config, **overrides})
     except ConfigurationError as exc:
         raise type(exc)(f"configuration from {source}: {exc}") from exc
     log.info("cachecore: using %s (%s)", cache.description, source)

@@ -72,3 +72,25 @@ def cachecore_serializers() -> Sequence[SerializerSpec]:
             return [cachecore.SerializerSpec("cbor", CborSerializer, "CBOR via cbor2")]
     """
     raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def cachecore_create_async_client(backend: Backend, url: str, options: Mapping[str, Any]) -> Any:
+    """Build an asyncio client for ``backend`` from ``url`` and client ``options``.
+
+    The asyncio twin of :func:`cachecore_create_client`, called by
+    :func:`cachecore.aio.from_url` (and ``from_config``, ``get_cache``) with the same
+    arguments and rules: only on the plugin that declared ``backend``, None reported as
+    a configuration error, ``TypeError``/``ValueError`` for a rejected option. Return an
+    asyncio client with redis-py's API (``redis.asyncio.Redis``,
+    ``valkey.asyncio.Valkey``, their cluster and Sentinel clients), or an
+    :class:`~cachecore.transport.AsyncTransport` of your own. Must not connect: the
+    first command does. A plugin that does not implement this hook keeps working for
+    blocking caches; asking it for an asyncio cache raises a ``ConfigurationError``
+    naming the plugin. Example::
+
+        @cachecore.hookimpl
+        def cachecore_create_async_client(backend, url, options):
+            return redis.asyncio.Redis.from_url(url.replace("mydb://", "redis://", 1), **options)
+    """
+    raise NotImplementedError

@@ -123,3 +123,16 @@ def cachecore_create_client(backend: Backend, url: str, options: Mapping[str, An
     check_options(options)
     name, db = parse_memory_url(url)
     return fakeredis.FakeRedis(server=_server(name), db=db)
+
+
+@hookimpl
+def cachecore_create_async_client(backend: Backend, url: str, options: Mapping[str, Any]) -> Any:
+    """A fakeredis asyncio client on the namespace the URL names: it shares its data
+    with the blocking caches on that name."""
+    if backend.name != BACKEND.name:
+        return None
+    import fakeredis
+
+    check_options(options)
+    name, db = parse_memory_url(url)
+    return fakeredis.FakeAsyncRedis(server=_server(name), db=db)

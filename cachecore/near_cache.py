@@ -1,7 +1,10 @@
 """The near cache: hot values served from process memory, kept coherent by the server.
 
-:class:`NearCacheClient` wraps a Redis-API client. ``GET`` and ``MGET`` are answered
-from a bounded LRU of raw stored bytes when possible; everything else passes through.
+:class:`NearCacheClient` is a :class:`~cachecore.transport.Transport` that holds another
+transport (of a redis-py or valkey-py client on a single server). ``GET`` and ``MGET``
+are answered from a bounded LRU of raw stored bytes when possible; everything else
+passes through, and every write it passes (``SET``, ``UNLINK``, ``INCRBY``, scripts,
+``FLUSHDB``...) drops the keys it touches locally.
 Coherence comes from server-assisted invalidation (``CLIENT TRACKING ... BCAST``,
 Redis/Valkey/KeyDB 6+): a background thread holds two connections of its own,
 
@@ -29,8 +32,11 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+from cachecore.adapters.blocking import library_client, transport_for
+from cachecore.transport import Command, Transport
 
 log = logging.getLogger("cachecore")
 
@@ -51,40 +57,26 @@ _FLUSH_COMMANDS = frozenset({"FLUSHDB", "FLUSHALL"})
 _SCRIPT_COMMANDS = frozenset({"EVAL", "EVALSHA"})
 
 
-class _Pipeline:
-    """A pipeline that forgets locally every key its queued writes touch."""
-
-    def __init__(self, near: NearCacheClient, pipeline: Any) -> None:
-        self._near = near
-        self._pipeline = pipeline
-        self._written: list[Any] = []
-        self._flush = False
-
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        command = str(args[0]).upper()
-        if command in _WRITE_COMMANDS:
-            self._written.extend(args[1:] if command in {"UNLINK", "DEL"} else args[1:2])
-        elif command in _FLUSH_COMMANDS:
-            self._flush = True
-        return self._pipeline.execute_command(*args, **options)
-
-    def execute(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return self._pipeline.execute(*args, **kwargs)
-        finally:
-            if self._flush:
-                self._near.invalidate_all()
-            else:
-                self._near.invalidate(self._written)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pipeline, name)
+def _written_keys(command: Command) -> tuple[Any, ...] | None:
+    """The keys ``command`` may write (None: every key, a flush); () for a read."""
+    name = command[0]
+    if name in _WRITE_COMMANDS:
+        return command[1:] if name in ("UNLINK", "DEL") else command[1:2]
+    if name in _SCRIPT_COMMANDS:  # script, numkeys, keys...: it may write any of them
+        return command[3 : 3 + int(command[2])]
+    if name in _FLUSH_COMMANDS:
+        return None
+    return ()
 
 
 class NearCacheClient:
-    """A Redis-API client with a coherent in-process cache in front of ``GET``/``MGET``.
+    """A transport with a coherent in-process cache in front of ``GET``/``MGET``.
 
-    :param client: a redis-py or valkey-py client on a single server (not a cluster).
+    It is also the cache's ``client``: :meth:`execute_command` sends a command of your
+    own through it (a ``GET`` may be answered locally).
+
+    :param inner: the transport to put the near cache in front of, or a redis-py or
+        valkey-py client, on a single server (not a cluster).
     :param max_entries: the LRU's size limit, in keys.
     :param prefix: only keys under this prefix are tracked and cached locally
         (``None``: every key).
@@ -93,14 +85,18 @@ class NearCacheClient:
 
     def __init__(
         self,
-        client: Any,
+        inner: Any,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         prefix: str | None = None,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     ) -> None:
         if max_entries < 1:
             raise ValueError(f"near_cache_size must be >= 1, got {max_entries}")
-        self._client = client
+        self.inner: Transport = transport_for(inner)
+        self.client = self
+        self.failures = self.inner.failures
+        self.reply_errors = self.inner.reply_errors
+        self.errors = self.inner.errors
         self.max_entries = max_entries
         self.max_value_bytes = max_value_bytes
         self._prefix = prefix.encode() if prefix else None
@@ -118,43 +114,71 @@ class NearCacheClient:
         self.resets = 0
         """How often every entry was dropped because the tracking connections failed."""
 
-    # -- client API --------------------------------------------------------------------
+    # -- the transport ---------------------------------------------------------------------
 
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        """Run a command, answering ``GET``/``MGET`` locally where the value is known."""
-        command = args[0]
-        if command == "GET" and self._usable():
-            return self._get(args[1])
-        if command == "MGET" and self._usable():
-            return self._mget(args[1:])
-        if command in _WRITE_COMMANDS or command in _SCRIPT_COMMANDS:
-            if command in _SCRIPT_COMMANDS:  # script, numkeys, keys...: it may write any
-                keys = args[3 : 3 + int(args[2])]
-            else:
-                keys = args[1:] if command in ("UNLINK", "DEL") else args[1:2]
-            try:
-                return self._client.execute_command(*args, **options)
-            finally:
-                self.invalidate(keys)
-        if command in _FLUSH_COMMANDS:
-            try:
-                return self._client.execute_command(*args, **options)
-            finally:
+    keyslot: Callable[[Any], int] | None = None
+
+    @property
+    def reader(self) -> Transport:
+        return self
+
+    def send(self, *command: Any) -> Any:
+        """Send one command, answering ``GET``/``MGET`` locally where the value is known."""
+        name = command[0]
+        if name == "GET" and self._usable():
+            return self._get(command[1])
+        if name == "MGET" and self._usable():
+            return self._mget(command[1:])
+        return self._pass(self.inner.send, command)
+
+    def send_once(self, *command: Any) -> Any:
+        return self._pass(self.inner.send_once, command)
+
+    def _pass(self, send: Callable[..., Any], command: Command) -> Any:
+        written = _written_keys(command)
+        if written == ():
+            return send(*command)
+        try:
+            return send(*command)
+        finally:
+            if written is None:
                 self.invalidate_all()
-        return self._client.execute_command(*args, **options)
+            else:
+                self.invalidate(written)
 
-    def pipeline(self, transaction: bool = True) -> _Pipeline:
-        """A pipeline of the wrapped client that keeps the local cache coherent."""
-        return _Pipeline(self, self._client.pipeline(transaction=transaction))
+    def send_batch(self, commands: Sequence[Command]) -> list[Any]:
+        written: list[Any] = []
+        flush = False
+        for command in commands:
+            keys = _written_keys(command)
+            if keys is None:
+                flush = True
+            else:
+                written.extend(keys)
+        try:
+            return self.inner.send_batch(commands)
+        finally:
+            if flush:
+                self.invalidate_all()
+            elif written:
+                self.invalidate(written)
+
+    def nodes(self) -> list[Transport]:
+        return [self]
+
+    def describe(self) -> str:
+        return self.inner.describe()
 
     def close(self) -> None:
-        """Stop the invalidation thread, drop local entries, close the client."""
+        """Stop the invalidation thread, drop local entries, close the inner transport."""
         self._stop.set()
         self.invalidate_all()
-        self._client.close()
+        self.inner.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+    def execute_command(self, *args: Any) -> Any:
+        """Run a command of your own (bare reply); ``GET``/``MGET`` may be answered
+        locally."""
+        return self.send(*args)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -200,11 +224,11 @@ class NearCacheClient:
             for key in keys:
                 self._pending[key] = token
         try:
-            pipe = self._client.pipeline(transaction=False)
-            pipe.execute_command("MGET", *keys)
-            for key in keys:
-                pipe.execute_command("PTTL", key)
-            values, *ttls = pipe.execute()
+            replies = self.inner.send_batch([("MGET", *keys), *[("PTTL", key) for key in keys]])
+            for reply in replies:
+                if isinstance(reply, BaseException):
+                    raise reply
+            values, *ttls = replies
         except BaseException:
             with self._lock:
                 for key in keys:
@@ -274,7 +298,7 @@ class NearCacheClient:
         self._thread.start()
 
     def _connection(self) -> Any:
-        pool = self._client.connection_pool
+        pool = library_client(self.inner).connection_pool
         # RESP2 keeps invalidations as plain pub/sub messages; the listener must wait
         # without a socket timeout of its own (can_read bounds each wait).
         kwargs = {**pool.connection_kwargs, "protocol": 2}

@@ -469,6 +469,25 @@ def create_client(
         suggesting the closest valid name), the plugin rejected the configuration
         (``TypeError``/``ValueError``), or it built no client.
     """
+    return _create("cachecore_create_client", backend, url, options, reg)
+
+
+def create_async_client(
+    backend: Backend, url: str, options: Mapping[str, Any], reg: Registry | None = None
+) -> Any:
+    """Ask the plugin that declared ``backend`` (and only that one) for an asyncio
+    client (its ``cachecore_create_async_client`` hook), with :func:`create_client`'s
+    checks.
+
+    :raises ConfigurationError: the plugin does not implement the hook (naming the
+        plugin), and what :func:`create_client` raises.
+    """
+    return _create("cachecore_create_async_client", backend, url, options, reg)
+
+
+def _create(
+    hook: str, backend: Backend, url: str, options: Mapping[str, Any], reg: Registry | None
+) -> Any:
     reg = reg or registry()
     owner = _owner(backend, reg)
     if reg.manager.get_plugin(owner) is None:
@@ -479,9 +498,19 @@ def create_client(
         unknown = sorted(set(options) - set(backend.client_options))
         if unknown:
             raise ConfigurationError(_unknown_options(backend, unknown, backend.client_options))
+    if not any(
+        impl.plugin_name == owner for impl in getattr(reg.manager.hook, hook).get_hookimpls()
+    ):
+        if hook == "cachecore_create_async_client":
+            raise ConfigurationError(
+                f"backend {backend.name!r}: {reg.describe(owner)} has no asyncio support (it "
+                "does not implement cachecore_create_async_client); use the blocking cache "
+                "(cachecore.from_url) or a version of the plugin that supports asyncio"
+            )
+        raise ConfigurationError(f"backend {backend.name!r}: {reg.describe(owner)} has no {hook}")
     others = [plugin for name, plugin in reg.manager.list_name_plugin() if name != owner]
     caller = reg.manager.subset_hook_caller(
-        "cachecore_create_client", remove_plugins=[p for p in others if p is not None]
+        hook, remove_plugins=[p for p in others if p is not None]
     )
     try:
         client = caller(backend=backend, url=url, options=dict(options))
@@ -492,7 +521,7 @@ def create_client(
     if client is None:
         raise ConfigurationError(
             f"backend {backend.name!r}: {reg.describe(owner)} built no client for it "
-            f"(its cachecore_create_client returned None for {url.partition('://')[0]}://)"
+            f"(its {hook} returned None for {url.partition('://')[0]}://)"
         )
     check_client_options(backend, client, options, reg)
     return client

@@ -19,10 +19,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from cachecore import topology
+from cachecore.adapters.blocking import library_client
+from cachecore.adapters.retry import retry_class
 from cachecore.errors import ConfigurationError
 from cachecore.hookspecs import hookimpl
 from cachecore.options import KNOWN_OPTIONS, did_you_mean, with_client_defaults
-from cachecore.pooled import retry_class
 from cachecore.redis_base import BaseRedisCache
 from cachecore.types import Backend, KeyPrefix, Serializer, Timeout
 from cachecore.urls import parse_server_url
@@ -31,7 +32,8 @@ from cachecore.urls import parse_server_url
 class ServerCache(BaseRedisCache):
     """A cache on a Redis-protocol server; drop-in for cachelib's ``RedisCache``.
 
-    :param host: server host name, or an existing client to use as is.
+    :param host: server host name, or an existing client (or
+        :class:`~cachecore.transport.Transport`) to use as is.
     :param port: server port.
     :param password: server password (``AUTH``); never logged or shown in ``repr``.
     :param db: database number.
@@ -80,9 +82,6 @@ class ServerCache(BaseRedisCache):
                     f"client options {sorted(client_kwargs)} cannot apply to an existing client"
                 )
             client = host
-            if read_client is None:
-                # A Sentinel client built with read_from_replicas carries its replica client.
-                read_client = getattr(client, topology.READ_CLIENT_ATTRIBUTE, None)
         super().__init__(
             client,
             default_timeout,
@@ -116,7 +115,7 @@ class ServerCache(BaseRedisCache):
         """``options`` plus cachecore's defaults: short timeouts, and one immediate retry
         on a broken connection (so a restarted server is reconnected transparently) but
         none on a timeout (so a hung server costs one timeout, not several). The retry
-        is skipped for commands sent with :func:`cachecore.pooled.send_once` (``inc``,
+        is skipped for commands sent with :func:`cachecore.adapters.retry.send_once` (``inc``,
         ``add``, ``delete``), which must not run twice."""
         library = cls.library()
         broken = library.exceptions.ConnectionError
@@ -162,13 +161,39 @@ class ServerCache(BaseRedisCache):
         _check_connection_options(client)
         return client
 
+    @classmethod
+    def async_client_from_url(cls, url: str, options: Mapping[str, Any]) -> Any:
+        """An asyncio client for ``url``: the same URLs, options and defaults as
+        :meth:`client_from_url`, on the library's asyncio client (see
+        :mod:`cachecore.aio.clients`)."""
+        from cachecore.aio.clients import async_client_from_url
+
+        cls.library()  # a clear error when the library is missing
+        scheme = url.partition("://")[0]
+        if topology.topology_kind(scheme) is None:
+            target = cls.scheme_aliases.get(scheme, scheme)
+            parse_server_url(url, unix=target == "unix")
+        tls_schemes = topology.TLS_SCHEMES | {
+            alias for alias, target in cls.scheme_aliases.items() if target in topology.TLS_SCHEMES
+        }
+        client = async_client_from_url(
+            cls.client_module,
+            cls.client_class_name,
+            url,
+            options,
+            cls.scheme_aliases,
+            tls_schemes,
+        )
+        _check_connection_options(client)
+        return client
+
 
 def _check_connection_options(client: Any) -> None:
     """Build one connection object of ``client``'s pool (no socket): standalone and
     Sentinel clients connect lazily and only then reject an unknown option, as a
     ``TypeError`` in the middle of a cache call. A cluster client has already built its
     connections."""
-    pool = getattr(client, "connection_pool", None)
+    pool = getattr(library_client(client), "connection_pool", None)
     if pool is None:
         return
     try:
@@ -219,3 +244,12 @@ class ServerBackendPlugin:
         if backend.name != self.backend.name:
             return None
         return self._cache_class.client_from_url(url, options)
+
+    @hookimpl
+    def cachecore_create_async_client(
+        self, backend: Backend, url: str, options: Mapping[str, Any]
+    ) -> Any:
+        """An asyncio client for ``url`` when ``backend`` is this plugin's."""
+        if backend.name != self.backend.name:
+            return None
+        return self._cache_class.async_client_from_url(url, options)

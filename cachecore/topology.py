@@ -33,16 +33,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from cachecore.adapters.blocking import (
+    ClientTransport,
+    is_cluster_client,
+    library_client,
+    node_client,
+    primary_clients,
+)
+from cachecore.adapters.libraries import installed_errors
+from cachecore.adapters.retry import sending_once
 from cachecore.errors import BackendError, ConfigurationError
-from cachecore.pooled import sending_once
+from cachecore.protocol import glob_escape
 from cachecore.redaction import redact_url, split_credentials
 from cachecore.urls import check_url, parse_db
 
 if TYPE_CHECKING:
     from cachecore.redis_base import BaseRedisCache
+    from cachecore.transport import Transport
 
 __all__ = [
-    "READ_CLIENT_ATTRIBUTE",
     "TLS_SCHEMES",
     "TopologyURL",
     "client_from_url",
@@ -62,10 +71,6 @@ TLS_SCHEMES = frozenset({"rediss", "valkeys"})
 """The plain schemes the client libraries read as TLS. ``rediss+cluster://`` and
 ``valkeys+sentinel://`` (and a plugin's alias of them, such as ``keydbs+cluster``)
 connect to every node, and every sentinel, over TLS."""
-
-READ_CLIENT_ATTRIBUTE = "cachecore_read_client"
-"""Set on a client built for ``read_from_replicas=true`` with Sentinel: the replica
-client :class:`~cachecore.server_cache.ServerCache` then uses for reads."""
 
 
 def topology_kind(scheme: str) -> str | None:
@@ -188,7 +193,7 @@ def parse_topology_url(
 
 
 @functools.cache
-def _cache_cluster_class(base: type[Any]) -> type[Any]:
+def cache_cluster_class(base: type[Any]) -> type[Any]:
     """``base`` (the library's cluster client) with two changes:
 
     * ``mget`` accepts keys of any slots, as a standalone client's does, so code written
@@ -197,7 +202,7 @@ def _cache_cluster_class(base: type[Any]) -> type[Any]:
     * a command that timed out is not retried (a connection refused still is, once, on
       the refreshed slot map): a hung node costs one socket timeout, as on a standalone
       server, not two;
-    * inside :func:`cachecore.pooled.send_once` no command is retried at the cluster
+    * inside :func:`cachecore.adapters.retry.send_once` no command is retried at the cluster
       level (valkey-py counts those retries in ``cluster_error_retry_attempts``;
       redis-py asks its ``retry``, which cachecore's obeys ``send_once`` itself).
     """
@@ -219,7 +224,7 @@ def _cache_cluster_class(base: type[Any]) -> type[Any]:
             error for error in base.ERRORS_ALLOW_RETRY if not issubclass(error, timeout_error)
         ),
         "__module__": __name__,
-        "__doc__": _cache_cluster_class.__doc__,
+        "__doc__": cache_cluster_class.__doc__,
     }
     return types.new_class(base.__name__, (base,), {}, lambda ns: ns.update(namespace))
 
@@ -260,13 +265,11 @@ def cluster_client(
     # cluster-level retries in ``cluster_error_retry_attempts`` (deprecated, ignored by the
     # newer ones). Either way: one retry, after the client has looked up the new topology.
     kwargs.setdefault("cluster_error_retry_attempts", 1)
-    from cachecore.redis_base import client_errors
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return _cache_cluster_class(cluster_class)(startup_nodes=startup, **kwargs)
-    except client_errors() as exc:
+            return cache_cluster_class(cluster_class)(startup_nodes=startup, **kwargs)
+    except installed_errors() as exc:
         # The client reads the slot map now: no seed node answering is a backend fault.
         seeds = ",".join(f"{host}:{port}" for host, port in spec.nodes)
         raise BackendError(
@@ -317,13 +320,14 @@ def client_from_url(
     url: str,
     options: dict[str, Any],
     tls_schemes: Collection[str] = TLS_SCHEMES,
-) -> Any:
+) -> Any | Transport:
     """The client for a ``+cluster`` or ``+sentinel`` ``url``.
 
     ``options`` are the client options with cachecore's defaults applied. A TLS scheme
     (one of ``tls_schemes``) adds ``ssl=True``, and for Sentinel gives the sentinels the
-    same ``ssl*`` options. For Sentinel with ``read_from_replicas``, the replica client
-    is attached to the returned primary client as :data:`READ_CLIENT_ATTRIBUTE`.
+    same ``ssl*`` options. For Sentinel with ``read_from_replicas``, the result is a
+    :class:`~cachecore.transport.Transport` on the primary whose ``reader`` is on the
+    replicas.
 
     :raises ConfigurationError: a malformed URL (see :func:`parse_topology_url`).
     """
@@ -333,30 +337,9 @@ def client_from_url(
     if spec.kind == CLUSTER:
         return cluster_client(library, client_class_name, spec, options)
     primary, replica = sentinel_clients(library, getattr(library, client_class_name), spec, options)
-    if replica is not None:
-        setattr(primary, READ_CLIENT_ATTRIBUTE, replica)
-    return primary
-
-
-def is_cluster_client(client: Any) -> bool:
-    """Whether ``client`` is a cluster client (redis-py's, valkey-py's or alike): it routes
-    keys by hash slot and knows the primaries."""
-    return callable(getattr(client, "keyslot", None)) and callable(
-        getattr(client, "get_primaries", None)
-    )
-
-
-def node_client(cluster: Any, node: Any) -> Any:
-    """The standalone client ``cluster`` keeps for its node ``node``."""
-    get = getattr(cluster, "get_redis_connection", None) or cluster.get_valkey_connection
-    return get(node)
-
-
-def primary_clients(cluster: Any) -> list[Any]:
-    """A client per primary of ``cluster``, after refreshing its slot map (so a primary
-    replaced by a failover since the last command is not targeted)."""
-    cluster.nodes_manager.initialize()
-    return [node_client(cluster, node) for node in cluster.get_primaries()]
+    if replica is None:
+        return primary
+    return ClientTransport(primary, reader=ClientTransport(replica))
 
 
 # -- describing a deployment -------------------------------------------------------------
@@ -388,13 +371,11 @@ def _count_keys(client: Any, pattern: str | None) -> int:
 def _node_entry(
     client: Any, address: str, role: str, slots: list[tuple[int, int]], pattern: str | None
 ) -> dict[str, Any]:
-    from cachecore.redis_base import client_errors
-
     entry: dict[str, Any] = {"address": address, "role": role, "slots": slots}
     try:
         entry["keys"] = _count_keys(client, pattern)
         entry["reachable"] = True
-    except client_errors() as exc:
+    except installed_errors() as exc:
         entry["keys"] = None
         entry["reachable"] = False
         entry["error"] = f"{type(exc).__name__}: {exc}"
@@ -403,12 +384,10 @@ def _node_entry(
 
 def _cluster_replicas(cluster: Any, primaries: list[Any]) -> list[str]:
     """``host:port`` of every replica that CLUSTER NODES of a reachable primary lists."""
-    from cachecore.redis_base import client_errors
-
     for node in primaries:
         try:
             reply = node_client(cluster, node).execute_command("CLUSTER NODES")
-        except client_errors():
+        except installed_errors():
             continue
         if isinstance(reply, dict):  # parsed by the client: {"host:port": {"flags": ...}}
             return sorted(
@@ -457,9 +436,7 @@ def describe_topology(cache: BaseRedisCache) -> list[dict[str, Any]]:
 
     Counting scans every node: meant for an occasional ``info``, not a hot path.
     """
-    from cachecore.redis_base import glob_escape
-
-    client = cache._write_client
+    client = library_client(cache.transport)
     prefix = cache._prefix()
     pattern = glob_escape(prefix) + "*" if prefix else None
     if is_cluster_client(client):
@@ -495,12 +472,10 @@ def describe_topology(cache: BaseRedisCache) -> list[dict[str, Any]]:
     manager = getattr(pool, "sentinel_manager", None)
     if manager is not None:
         service = pool.service_name
-        from cachecore.redis_base import client_errors
-
         try:
             host, port = manager.discover_master(service)
             replicas = manager.discover_slaves(service)
-        except client_errors() as exc:
+        except installed_errors() as exc:
             return [
                 {
                     "address": f"sentinel service {service}",

@@ -1,4 +1,5 @@
-"""Cache calls written straight onto the client's connection pool (``cachecore.pooled``).
+"""Cache calls written straight onto the client's connection pool (the fast path of
+``cachecore.adapters.blocking``).
 
 On a plain redis-py or valkey-py client the cache skips ``execute_command`` and packs its
 commands in C. These tests pin what that must not change for a user: keys are the bytes
@@ -19,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from cachecore import BackendError, BaseRedisCache, pooled
+from cachecore import BackendError, BaseRedisCache
+from cachecore.adapters import blocking
 from cachecore.testing.pytest_plugin import ServerPool
 from cachecore.testing.servers import ServerProcess, newest_server_binary
 
@@ -85,7 +87,7 @@ def test_utf8_keys_are_stored_as_utf8(
     library: Any, server: ServerProcess, c_packer: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not c_packer:  # as installed without hiredis and libvalkey
-        monkeypatch.setattr(pooled, "c_packer", lambda: None)
+        monkeypatch.setattr(blocking, "c_packer", lambda: None)
     prefix = _prefix()
     cache = BaseRedisCache(_client(library, server), key_prefix=prefix)
     assert cache.set_many({"café": 1, "数据": 2}) == ["café", "数据"]

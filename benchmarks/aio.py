@@ -1,0 +1,161 @@
+"""``python -m benchmarks.aio``: the asyncio cache against the raw asyncio client.
+
+For redis-py's and valkey-py's asyncio clients, two columns share ONE client object
+built by ``cachecore.aio.from_url`` (cachecore's client defaults): ``cachecore`` (the
+asyncio cache) and ``raw`` (that client called directly, decoding what it reads as a
+raw-client user must). Rows: single-key calls, ``get_many`` of 100 str against
+``MGET`` + decode, and 100 concurrent tasks doing ``get``. Measured with the blocking
+suite's harness (:mod:`cachecore.bench.harness`: interleaved rounds, median of paired
+ratios), the process and the server pinned to one CPU. Prints a table per library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pickle
+import secrets
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from time import perf_counter
+from typing import Any
+
+import cachecore.aio
+from cachecore.bench.harness import measure, paired_ratio
+from cachecore.bench.workloads import MANY_KEYS, SINGLE_KEYS, str_value
+from cachecore.testing.servers import ServerProcess, find_server_binaries
+
+Runner = Callable[[int], float]
+Op = Callable[[int], Awaitable[Any]]
+
+ROWS: list[tuple[str, str, float]] = [
+    ("get", "client.get(k) + decode", 0.98),
+    ("set", "client.set(k, v, ex=300)", 0.98),
+    ("has", "client.exists(k)", 0.98),
+    ("inc", "client.incrby(k, 1)", 0.98),
+    ("get_many 100 str", "client.mget(keys) + decode", 0.90),
+    ("100 tasks get", "gather(100 x client.get(k) + decode)", 1.00),
+]
+"""(row, raw baseline, goal: the cachecore/raw ratio the issue asks for)."""
+
+
+def _timed(loop: asyncio.AbstractEventLoop, op: Op) -> Runner:
+    async def calls(n: int) -> float:
+        start = perf_counter()
+        for i in range(n):
+            await op(i)
+        return perf_counter() - start
+
+    return lambda n: loop.run_until_complete(calls(n))
+
+
+def _decode(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
+
+
+def columns(
+    cache: Any, loop: asyncio.AbstractEventLoop, prefix: str
+) -> dict[str, tuple[Runner, Runner]]:
+    """(cachecore runner, raw runner) per row, on keys filled first."""
+    client = cache.client
+    keys = [f"k{i}" for i in range(SINGLE_KEYS)]
+    raw_keys = [f"{prefix}raw:{k}" for k in keys]
+    many = keys[:MANY_KEYS]
+    raw_many = raw_keys[:MANY_KEYS]
+
+    async def fill() -> None:
+        await cache.set_many({k: str_value(i) for i, k in enumerate(keys)})
+        await client.mset({k: str_value(i) for i, k in enumerate(raw_keys)})
+
+    loop.run_until_complete(fill())
+    size = len(keys)
+
+    async def cc_tasks(_: int) -> Any:
+        return await asyncio.gather(*(cache.get(k) for k in many))
+
+    async def raw_tasks(_: int) -> Any:
+        return [_decode(v) for v in await asyncio.gather(*(client.get(k) for k in raw_many))]
+
+    async def raw_get(i: int) -> Any:
+        return _decode(await client.get(raw_keys[i % size]))
+
+    async def raw_mget(_: int) -> Any:
+        return [_decode(v) for v in await client.mget(raw_many)]
+
+    value = str_value(1)
+    raw_value = b"!" + pickle.dumps(value, -1)
+    ops: dict[str, tuple[Op, Op]] = {
+        "get": (lambda i: cache.get(keys[i % size]), raw_get),
+        "set": (
+            lambda i: cache.set(f"set{i % size}", value),
+            lambda i: client.set(f"{prefix}raw:set{i % size}", raw_value, ex=300),
+        ),
+        "has": (lambda i: cache.has(keys[i % size]), lambda i: client.exists(raw_keys[i % size])),
+        "inc": (lambda i: cache.inc("n"), lambda i: client.incrby(f"{prefix}raw:n", 1)),
+        "get_many 100 str": (lambda i: cache.get_many(*many), raw_mget),
+        "100 tasks get": (cc_tasks, raw_tasks),
+    }
+    return {row: (_timed(loop, a), _timed(loop, b)) for row, (a, b) in ops.items()}
+
+
+def run(url: str, label: str, rounds: int, slice_seconds: float) -> list[str]:
+    """Measure every row for one library; return the table's lines."""
+    loop = asyncio.new_event_loop()
+    prefix = f"cachecore-bench:{secrets.token_hex(4)}:"
+    cache = cachecore.aio.from_url(url, key_prefix=prefix)
+    lines = [
+        f"{label}: cachecore.aio vs raw asyncio client",
+        f"{'row':<18} {'raw baseline':<38} {'cc ops/s':>9} {'raw ops/s':>9} ratio  goal",
+    ]
+    try:
+        for (row, baseline, goal), (cc, raw) in zip(
+            ROWS, columns(cache, loop, prefix).values(), strict=True
+        ):
+            samples = measure({"cc": cc, "raw": raw}, rounds=rounds, slice_seconds=slice_seconds)
+            ratio, spread = paired_ratio(samples["cc"], samples["raw"])
+            cc_ops = sorted(samples["cc"])[len(samples["cc"]) // 2]
+            raw_ops = sorted(samples["raw"])[len(samples["raw"]) // 2]
+            flag = "" if ratio + spread >= goal else "  below goal"
+            lines.append(
+                f"{row:<18} {baseline:<38} {cc_ops:>9,.0f} {raw_ops:>9,.0f} "
+                f"{ratio:.2f}x ±{spread:.2f} {goal:.2f}{flag}"
+            )
+            print(lines[-1], file=sys.stderr)
+
+        async def cleanup() -> None:
+            await cache.clear()
+            await cache.aclose()
+
+        loop.run_until_complete(cleanup())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.aio", description=__doc__)
+    parser.add_argument("--server", default="valkey-9.1", help="server binary id prefix")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--slice", type=float, default=0.15, help="seconds per cell per round")
+    parser.add_argument("--libraries", default="valkey,redis", help="URL schemes to measure")
+    args = parser.parse_args(argv)
+    binary = next((b for b in find_server_binaries() if b.id.startswith(args.server)), None)
+    if binary is None:
+        parser.error(f"no server binary {args.server!r}")
+    cpu = max(os.sched_getaffinity(0))
+    with ServerProcess(binary) as server:
+        assert server.pid is not None
+        for pid in (0, server.pid):
+            os.sched_setaffinity(pid, {cpu})
+        output = [f"server {binary.id}, client and server pinned to CPU {cpu}"]
+        for scheme in args.libraries.split(","):
+            library = "redis-py" if scheme == "redis" else "valkey-py"
+            output += ["", *run(server.url(scheme), library, args.rounds, args.slice)]
+    print("\n".join(output))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

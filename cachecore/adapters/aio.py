@@ -1,0 +1,305 @@
+"""asyncio transports over redis-py's and valkey-py's asyncio clients (``redis.asyncio``,
+``valkey.asyncio``), fakeredis' ``FakeAsyncRedis``, or any client with their API.
+
+Commands go through the client's public ``execute_command`` and ``pipeline()``: the
+client's own cancellation handling (a connection whose reply was not read is
+disconnected, never reused) and instrumentation stay in force.
+
+An asyncio client's connections belong to the event loop that opened them. These
+transports notice a new running loop (a second ``asyncio.run``) and a fork: they then
+drop the client's connections (never touching the old loop's sockets) and let the client
+open new ones. A client used from two running loops at once is refused with a clear
+error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any
+
+from cachecore.adapters.libraries import describe_client, errors_of
+from cachecore.adapters.retry import ONCE, send_once
+from cachecore.transport import AsyncTransport, Command
+
+_forks = [0]
+"""Bumped in a forked child: connections opened before the fork are the parent's."""
+
+
+def _after_fork() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+_parents_connections: list[Any] = []
+"""In a forked child, the parent's connection objects, kept alive: closing one (its
+finalizer does) would unregister the socket from the event loop's epoll instance,
+which the child shares with the parent, and the parent would stop hearing replies."""
+
+
+def _drop_connections(client: Any, forked: bool = False) -> bool:
+    """Forget ``client``'s pooled connections without closing them (they belong to a
+    closed loop or to the parent process). False when the client has no such pool."""
+    pool = getattr(client, "connection_pool", None)
+    reset = getattr(pool, "reset", None)
+    if reset is None:
+        return False
+    if forked:
+        _parents_connections.extend(getattr(pool, "_available_connections", ()))
+        _parents_connections.extend(getattr(pool, "_in_use_connections", ()))
+    reset()
+    manager = getattr(pool, "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        _drop_connections(sentinel, forked)
+    return True
+
+
+class AsyncClientTransport:
+    """An :class:`~cachecore.transport.AsyncTransport` over an asyncio client with
+    redis-py's API.
+
+    :param client: the asyncio client.
+    :param reader: the transport for reads (Sentinel replicas); default: this one.
+    :param rebuild: builds a fresh client, used when the client cannot simply drop its
+        connections on a loop change (a cluster client); None: such a change raises.
+    """
+
+    keyslot: Callable[[Any], int] | None = None
+
+    def __init__(
+        self,
+        client: Any,
+        reader: AsyncTransport | None = None,
+        rebuild: Callable[[], Any] | None = None,
+    ) -> None:
+        self.client = client
+        self.failures, self.reply_errors, self.errors = errors_of(client)
+        self._reader = reader
+        self._rebuild = rebuild
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._generation = _forks[0]
+        self._guard: AsyncGenerator[None, None] | None = None
+        self._abandoning = False
+
+    @property
+    def reader(self) -> AsyncTransport:
+        return self if self._reader is None else self._reader
+
+    def current_client(self) -> Any:
+        """The client, ready for the running event loop (if any): after a loop change
+        or a fork, its old connections are dropped first, as before a command."""
+        try:
+            self._check_loop()
+        except RuntimeError as exc:
+            if "no running event loop" not in str(exc):
+                raise
+        return self.client
+
+    def _check_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop or self._generation != _forks[0]:
+            self._bind(loop)
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        previous = self._loop
+        forked = self._generation != _forks[0]
+        if previous is not None and not forked and previous.is_running():
+            raise RuntimeError(
+                f"{self.describe()} is in use by another running event loop; "
+                "build one cache per event loop"
+            )
+        if previous is not None:
+            # The previous loop is gone without closing the connections (its
+            # asyncio.run did, see _loop_guard, unless the loop was closed by hand),
+            # or this is a forked child: forget them, never touching their sockets.
+            self._abandon_guard()
+            self._drop(forked)
+        self._loop, self._generation = loop, _forks[0]
+        self._start_guard()
+
+    def _drop(self, forked: bool = False) -> None:
+        if self._rebuild is not None:
+            if forked:
+                _parents_connections.append(self.client)
+            else:
+                _drop_connections(self.client)
+            self.client = self._rebuild()
+        elif not _drop_connections(self.client, forked):
+            raise RuntimeError(
+                f"a {type(self.client).__name__} client cannot move to another event loop "
+                "or process; build the cache inside the event loop that uses it"
+            )
+
+    # An asynchronous generator started in the loop that uses the connections: when
+    # asyncio.run() ends, it closes every such generator while the loop still runs,
+    # so the connections are closed cleanly there (no "unclosed connection" warnings)
+    # and the next loop opens its own.
+
+    async def _loop_guard(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if not self._abandoning:
+                await self._disconnect()
+
+    def _start_guard(self) -> None:
+        guard = self._guard = self._loop_guard()
+        with contextlib.suppress(StopIteration):
+            guard.__anext__().send(None)  # runs to the yield: no await before it
+
+    def _abandon_guard(self) -> None:
+        guard, self._guard = self._guard, None
+        if guard is None:
+            return
+        self._abandoning = True
+        try:
+            with contextlib.suppress(StopIteration, RuntimeError):
+                guard.aclose().send(None)
+        finally:
+            self._abandoning = False
+
+    async def _disconnect(self) -> None:
+        for client in self._clients():
+            pool = getattr(client, "connection_pool", None)
+            if pool is not None:
+                await pool.disconnect()
+            else:
+                await client.aclose()
+
+    def _clients(self) -> list[Any]:
+        pool = getattr(self.client, "connection_pool", None)
+        manager = getattr(pool, "sentinel_manager", None)
+        return [self.client, *getattr(manager, "sentinels", ())]
+
+    def send(self, *command: Any) -> Awaitable[Any]:
+        # The client's own coroutine, awaited by the caller: no frame of ours on the way.
+        if self._loop is not asyncio.get_running_loop() or self._generation != _forks[0]:
+            self._bind(asyncio.get_running_loop())
+        awaitable: Awaitable[Any] = self.client.execute_command(*command)
+        return awaitable
+
+    async def send_once(self, *command: Any) -> Any:
+        self._check_loop()
+        # A client built by cachecore then makes one attempt (see adapters.retry); one
+        # built elsewhere retries as its own retry policy says.
+        token = ONCE.set(True)
+        try:
+            return await self.client.execute_command(*command)
+        finally:
+            ONCE.reset(token)
+
+    async def send_batch(self, commands: Sequence[Command]) -> list[Any]:
+        self._check_loop()
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def nodes(self) -> list[AsyncTransport]:
+        return [self]
+
+    def describe(self) -> str:
+        return describe_client(self.client)
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            await self._reader.aclose()
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            self._abandon_guard()
+            self._drop()  # their connections belong to a loop now gone
+            self._loop = None
+            return
+        for client in self._clients():
+            close = getattr(client, "aclose", None) or client.close
+            await close()
+
+
+class _AsyncClusterNode:
+    """One primary of an asyncio cluster client, as a transport for ``clear``."""
+
+    keyslot: Callable[[Any], int] | None = None
+
+    def __init__(self, cluster: AsyncClusterTransport, node: Any) -> None:
+        self._cluster = cluster
+        self._node = node
+        self.client = cluster.client
+        self.failures, self.reply_errors, self.errors = (
+            cluster.failures,
+            cluster.reply_errors,
+            cluster.errors,
+        )
+
+    @property
+    def reader(self) -> AsyncTransport:
+        return self
+
+    async def send_once(self, *command: Any) -> Any:
+        with send_once():
+            return await self.send(*command)
+
+    async def send(self, *command: Any) -> Any:
+        # The node's own client: the cluster client would key each reply by node name.
+        return await self._node.execute_command(*command)
+
+    async def send_batch(self, commands: Sequence[Command]) -> list[Any]:
+        # Used by clear() only (UNLINK of one slot, SCAN): sent one after the other.
+        replies: list[Any] = []
+        for command in commands:
+            try:
+                replies.append(await self.send(*command))
+            except self.reply_errors as exc:
+                replies.append(exc)
+        return replies
+
+    async def nodes(self) -> list[AsyncTransport]:
+        return [self]
+
+    def describe(self) -> str:
+        return str(self._node.name)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class AsyncClusterTransport(AsyncClientTransport):
+    """An asyncio cluster client (``redis.asyncio.RedisCluster``...): multi-key
+    commands are split by slot by the cache (see ``keyslot``)."""
+
+    def __init__(self, client: Any, rebuild: Callable[[], Any] | None = None) -> None:
+        super().__init__(client, rebuild=rebuild)
+        self.keyslot = client.keyslot
+
+    def _check_loop(self) -> None:
+        super()._check_loop()
+        self.keyslot = self.client.keyslot
+
+    async def nodes(self) -> list[AsyncTransport]:
+        self._check_loop()
+        await self.client.initialize()
+        return [_AsyncClusterNode(self, node) for node in self.client.get_primaries()]
+
+    def describe(self) -> str:
+        nodes: list[Any] = getattr(self.client, "get_nodes", list)()
+        names = ",".join(sorted(str(node.name) for node in nodes)) or "unconnected"
+        return f"cluster {names}"
+
+
+def is_async_cluster_client(client: Any) -> bool:
+    """Whether ``client`` routes keys by hash slot (an asyncio cluster client)."""
+    return callable(getattr(client, "keyslot", None)) and callable(
+        getattr(client, "get_primaries", None)
+    )
+
+
+def async_transport_for(client: Any, rebuild: Callable[[], Any] | None = None) -> AsyncTransport:
+    """The transport for an asyncio client with redis-py's API, or ``client`` itself
+    when it already is an :class:`~cachecore.transport.AsyncTransport`."""
+    if isinstance(client, AsyncTransport):
+        return client
+    if is_async_cluster_client(client):
+        return AsyncClusterTransport(client, rebuild)
+    return AsyncClientTransport(client, rebuild=rebuild)

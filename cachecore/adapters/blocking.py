@@ -1,0 +1,345 @@
+"""Blocking transports over redis-py's and valkey-py's clients (and any client with
+their API, such as fakeredis' or a third-party plugin's).
+
+* :class:`ClientTransport` sends through the client's public API:
+  ``execute_command`` for one command, ``pipeline()`` for a batch. It serves every
+  client; whatever watches the client's calls (a subclass, OpenTelemetry, ddtrace,
+  Sentry, redis-py's metrics) sees each one.
+* :class:`PooledTransport` is the fast path for a plain redis-py or valkey-py client of
+  a version it was tested with (``ClientLibrary.fast_path_versions``): it takes a
+  connection from the client's own pool, packs commands with hiredis' or libvalkey's
+  ``pack_command`` (C, the same bytes on the wire) and reads the bare replies, skipping
+  ``execute_command``'s bookkeeping (about 4 us a call) and the Python-level packer (a
+  third of an ``MGET`` of 100 keys). The pool, its connections (health checks, Sentinel
+  discovery, TLS) and the connections' ``retry`` stay the client's. Before each call it
+  checks nobody started watching the client since (an instrumentation library patching
+  ``execute_command`` or ``Pipeline.execute``, redis-py's metrics switched on): then
+  that call goes through the public API.
+* :class:`ClusterTransport` sends through a cluster client and keeps the live nodes
+  answering a batch when one node refuses connections.
+
+:func:`transport_for` picks.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import importlib
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cachecore.adapters.libraries import ClientLibrary, describe_client, errors_of, library_of
+from cachecore.adapters.retry import ONCE
+from cachecore.transport import Command, Transport
+
+Packer = Callable[[Command], bytes]
+
+
+@functools.cache
+def c_packer() -> Packer | None:
+    """hiredis' or libvalkey's ``pack_command`` (either packs str as UTF-8), or None
+    when neither is installed."""
+    for name in ("hiredis", "libvalkey"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        pack: Packer | None = getattr(module, "pack_command", None)
+        if pack is not None:
+            return pack
+    return None
+
+
+class ClientTransport:
+    """A :class:`~cachecore.transport.Transport` through the client's public API.
+
+    :param client: a client with redis-py's API.
+    :param reader: the transport for reads (Sentinel replicas); default: this one.
+    """
+
+    keyslot: Callable[[Any], int] | None = None
+
+    def __init__(self, client: Any, reader: Transport | None = None) -> None:
+        self.client = client
+        self.failures, self.reply_errors, self.errors = errors_of(client)
+        self._reader = reader
+
+    @property
+    def reader(self) -> Transport:
+        return self if self._reader is None else self._reader
+
+    def send(self, *command: Any) -> Any:
+        return self.client.execute_command(*command)
+
+    def send_once(self, *command: Any) -> Any:
+        # A client built by cachecore then makes one attempt (see adapters.retry); one
+        # built elsewhere retries as its own retry policy says.
+        token = ONCE.set(True)
+        try:
+            return self.client.execute_command(*command)
+        finally:
+            ONCE.reset(token)
+
+    def send_batch(self, commands: Sequence[Command]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(pipe.execute(raise_on_error=False))
+
+    def nodes(self) -> list[Transport]:
+        return [self]
+
+    def describe(self) -> str:
+        return describe_client(self.client)
+
+    def close(self) -> None:
+        self.client.close()
+        if self._reader is not None:
+            self._reader.close()
+
+
+def _wants_command_name(pool: Any) -> bool:
+    # valkey-py's get_connection (and redis-py's before 5.3) requires a command name;
+    # redis-py 5.3+ takes none and warns about one.
+    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+    return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
+def _encodes_utf8_strictly(pool: Any) -> bool:
+    kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", {}) or {}
+    try:
+        encoding = codecs.lookup(kwargs.get("encoding", "utf-8")).name
+    except LookupError:
+        return False
+    return encoding == "utf-8" and kwargs.get("encoding_errors", "strict") == "strict"
+
+
+def _metrics_switch(library: ClientLibrary) -> Callable[[], bool] | None:
+    """redis-py 8's "are OpenTelemetry metrics on" check, or None (other versions and
+    libraries)."""
+    if library.name != "redis":
+        return None
+    try:
+        from redis.observability.providers import get_observability_instance
+    except ImportError:
+        return None
+    is_enabled: Callable[[], bool] = get_observability_instance().is_enabled
+    return is_enabled
+
+
+def _pristine(method: Any, module: str) -> bool:
+    """Whether ``method`` is the library's own: defined in ``module``, not wrapped."""
+    return getattr(method, "__module__", None) == module and not hasattr(method, "__wrapped__")
+
+
+class PooledTransport(ClientTransport):
+    """The fast path: commands written onto a connection of the client's pool (see the
+    module docstring). Replies are bare, without the client's response callbacks
+    (``SET`` answers ``b"OK"``, not True). Built by :func:`transport_for` only."""
+
+    def __init__(
+        self, client: Any, library: ClientLibrary, reader: Transport | None = None
+    ) -> None:
+        super().__init__(client, reader)
+        self.pool = client.connection_pool
+        # The C packer encodes str as UTF-8, so a client told to use another encoding
+        # keeps its own packer: the keys must be the same bytes either way.
+        self.pack = c_packer() if _encodes_utf8_strictly(self.pool) else None
+        self.named = _wants_command_name(self.pool)
+        # Checked per call: instrumentation may arrive after the cache was built.
+        self._metrics_on = _metrics_switch(library)
+        self._client_class = type(client)
+        self._own_execute = self._client_class.execute_command
+        self._pipeline_class = importlib.import_module(f"{library.name}.client").Pipeline
+        self._own_pipeline_execute = self._pipeline_class.execute
+
+    def _watched(self) -> bool:
+        """Whether something now watches the client's calls: then use the public API."""
+        metrics_on = self._metrics_on
+        return self._client_class.execute_command is not self._own_execute or (
+            metrics_on is not None and metrics_on()
+        )
+
+    def send(self, *command: Any) -> Any:
+        if self._watched():
+            return self.client.execute_command(*command)
+        return self._on_connection(
+            command[0], lambda connection: self._exchange_one(connection, command)
+        )
+
+    def send_once(self, *command: Any) -> Any:
+        # A failure to *send* is retried as the connection's retry says (the server
+        # cannot have received the whole command); a failure while waiting for the
+        # reply is raised: the server may have run the command.
+        if self._watched():
+            return super().send_once(*command)
+        pool = self.pool
+        connection = pool.get_connection(command[0]) if self.named else pool.get_connection()
+        try:
+            pack = self.pack
+            packed = [pack(command)] if pack is not None else connection.pack_command(*command)
+            connection.retry.call_with_retry(
+                lambda: connection.send_packed_command(packed),
+                lambda _error: connection.disconnect(),
+            )
+            return connection.read_response()  # the client's read disconnects on failure
+        finally:
+            pool.release(connection)
+
+    def send_batch(self, commands: Sequence[Command]) -> list[Any]:
+        if self._watched() or self._pipeline_class.execute is not self._own_pipeline_execute:
+            return super().send_batch(commands)
+        replies: list[Any] = self._on_connection(
+            commands[0][0], lambda connection: self._exchange(connection, commands)
+        )
+        return replies
+
+    def _on_connection(self, command_name: Any, exchange: Callable[[Any], Any]) -> Any:
+        pool = self.pool
+        connection = pool.get_connection(command_name) if self.named else pool.get_connection()
+        try:
+            # Retried as the connection's retry says: only idempotent commands come here.
+            return connection.retry.call_with_retry(
+                lambda: exchange(connection), lambda _error: connection.disconnect()
+            )
+        finally:
+            pool.release(connection)
+
+    def _exchange_one(self, connection: Any, command: Command) -> Any:
+        # send_packed_command takes a list of buffers, one sendall() each. An error
+        # reply is raised once read, so the connection stays in step.
+        pack = self.pack
+        packed = [pack(command)] if pack is not None else connection.pack_command(*command)
+        connection.send_packed_command(packed)
+        return connection.read_response()
+
+    def _exchange(self, connection: Any, commands: Sequence[Command]) -> list[Any]:
+        pack = self.pack
+        if pack is None:
+            connection.send_packed_command(connection.pack_commands(commands))
+        else:
+            connection.send_packed_command([b"".join(map(pack, commands))])
+        errors = self.reply_errors
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(connection.read_response())
+            except errors as exc:
+                # Read on: every command has a reply, and the connection stays in step.
+                replies.append(exc)
+        return replies
+
+
+def is_cluster_client(client: Any) -> bool:
+    """Whether ``client`` is a cluster client (redis-py's, valkey-py's or alike): it routes
+    keys by hash slot and knows the primaries."""
+    return callable(getattr(client, "keyslot", None)) and callable(
+        getattr(client, "get_primaries", None)
+    )
+
+
+def node_client(cluster: Any, node: Any) -> Any:
+    """The standalone client ``cluster`` keeps for its node ``node``."""
+    get = getattr(cluster, "get_redis_connection", None) or cluster.get_valkey_connection
+    return get(node)
+
+
+def primary_clients(cluster: Any) -> list[Any]:
+    """A client per primary of ``cluster``, after refreshing its slot map (so a primary
+    replaced by a failover since the last command is not targeted)."""
+    cluster.nodes_manager.initialize()
+    return [node_client(cluster, node) for node in cluster.get_primaries()]
+
+
+class ClusterTransport(ClientTransport):
+    """A cluster client (``RedisCluster``, ``ValkeyCluster``...). Its pipeline gives up
+    on every node when one node refuses the connection: then each node gets its share
+    on its own, so the healthy nodes still answer (only the dead node's commands fail).
+    A timeout is not retried that way: a hung node would cost a second timeout."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.keyslot = client.keyslot
+        library = library_of(client)
+        name = "redis" if library is None else library.name
+        refused = importlib.import_module(f"{name}.exceptions").ConnectionError
+        self._refused: tuple[type[BaseException], ...] = (refused,)
+
+    def send_batch(self, commands: Sequence[Command]) -> list[Any]:
+        try:
+            return super().send_batch(commands)
+        except self._refused:
+            return self._node_by_node(commands)
+
+    def _node_by_node(self, commands: Sequence[Command]) -> list[Any]:
+        cluster = self.client
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        for index, command in enumerate(commands):
+            node = cluster.get_node_from_key(command[1])
+            by_node.setdefault(node.name, (node, []))[1].append(index)
+        replies: list[Any] = [None] * len(commands)
+        for node, indexes in by_node.values():
+            try:
+                pipe = node_client(cluster, node).pipeline(transaction=False)
+                for index in indexes:
+                    pipe.execute_command(*commands[index])
+                results = list(pipe.execute(raise_on_error=False))
+            except self.errors as exc:
+                results = [exc] * len(indexes)
+            for index, result in zip(indexes, results, strict=True):
+                replies[index] = result
+        return replies
+
+    def nodes(self) -> list[Transport]:
+        return [ClientTransport(client) for client in primary_clients(self.client)]
+
+    def describe(self) -> str:
+        return type(self.client).__name__
+
+
+def _fast_path_allowed(client: Any, library: ClientLibrary) -> bool:
+    """A plain pooled client of ``library`` (a tested version) whose ``execute_command``
+    is the library's own: not a subclass' or an instrumentation wrapper, not a
+    single-connection client, not redis-py's client-side cache (whose connections
+    answer some reads locally)."""
+    if not library.fast_path_tested():
+        return False
+    module = importlib.import_module(library.name)
+    own_class = getattr(module, library.client_class_name)
+    pool = getattr(client, "connection_pool", None)
+    return (
+        isinstance(client, own_class)
+        and _pristine(type(client).execute_command, f"{library.name}.client")
+        and pool is not None
+        and getattr(client, "connection", None) is None
+        and getattr(pool, "cache", None) is None
+    )
+
+
+def library_client(transport: Any) -> Any:
+    """The library's client at the bottom of ``transport``, through the wrappers that
+    hold an ``inner`` transport (the near cache, the circuit breaker); a client that is
+    no transport is returned as is."""
+    while hasattr(transport, "inner"):
+        transport = transport.inner
+    # A transport's client; anything else (a client handed over as is) is returned as is.
+    return transport.client if hasattr(transport, "send_batch") else transport
+
+
+def transport_for(client: Any, reader: Any = None) -> Transport:
+    """The transport for a client with redis-py's API, or ``client`` itself when it
+    already is a :class:`~cachecore.transport.Transport`.
+
+    :param reader: a client (or transport) for reads; default: ``client``.
+    """
+    if isinstance(client, Transport):
+        return client
+    read = None if reader is None else transport_for(reader)
+    if is_cluster_client(client):
+        return ClusterTransport(client)
+    library = library_of(client)
+    if library is not None and _fast_path_allowed(client, library):
+        return PooledTransport(client, library, read)
+    return ClientTransport(client, read)

@@ -1,0 +1,194 @@
+"""The asyncio cache: :class:`AsyncBaseRedisCache`."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Self
+
+from cachecore.adapters.aio import async_transport_for
+from cachecore.protocol import CacheProtocol, Plan, ResultT, Steps
+from cachecore.transport import AsyncTransport
+from cachecore.types import KeyPrefix, Serializer, Timeout
+
+
+class AsyncBaseRedisCache(CacheProtocol):
+    """The cache API of :class:`~cachecore.BaseRedisCache`, every method a coroutine.
+
+    Same arguments, return values, fault values, warnings and wire format as the
+    blocking cache (they run the same protocol, see :mod:`cachecore.protocol`): a value
+    one writes, the other reads. Close it with ``await cache.aclose()`` or use it as
+    ``async with``::
+
+        async with cachecore.aio.from_url("valkey://localhost:6379/0") as cache:
+            await cache.set("answer", 42, timeout=60)
+            assert await cache.get("answer") == 42
+
+    :param client: an asyncio client with redis-py's API (``redis.asyncio.Redis``,
+        ``valkey.asyncio.Valkey``, their cluster and Sentinel clients, fakeredis'
+        ``FakeAsyncRedis``), or an :class:`~cachecore.transport.AsyncTransport`.
+    :param read_client: an asyncio client (or transport) for ``get``, ``get_many`` and
+        ``has``; default: ``client``.
+    :param default_timeout: see :class:`~cachecore.BaseRedisCache`; so are
+        ``key_prefix``, ``serializer``, ``raise_errors``, ``max_value_size`` and
+        ``ignore_delete_many_errors``. To check the server answers, ``await cache.ping()``.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        default_timeout: Timeout = 300,
+        key_prefix: KeyPrefix = None,
+        *,
+        serializer: Serializer | None = None,
+        raise_errors: bool = False,
+        max_value_size: int | None = None,
+        read_client: Any = None,
+        ignore_delete_many_errors: bool = True,
+    ) -> None:
+        if client is None:
+            raise TypeError("client must be an asyncio Redis-API client, got None")
+        self._setup(
+            default_timeout,
+            key_prefix,
+            serializer,
+            raise_errors,
+            max_value_size,
+            ignore_delete_many_errors,
+        )
+        writes = async_transport_for(client)
+        reads = writes.reader if read_client is None else async_transport_for(read_client)
+        self._use(writes, reads)
+
+    @property
+    def client(self) -> Any:
+        """The asyncio client this cache writes through (for commands the API lacks),
+        ready for the running event loop."""
+        current = getattr(self._writes, "current_client", None)
+        return self._writes.client if current is None else current()
+
+    @property
+    def transport(self) -> AsyncTransport:
+        """The transport this cache writes through."""
+        transport: AsyncTransport = self._writes
+        return transport
+
+    # -- the drivers ---------------------------------------------------------------------
+
+    async def _run(self, plan: Plan) -> Any:
+        send, operation, fault, finish, key, command = plan
+        try:
+            reply = await send(*command)
+        except self._errors as exc:
+            return self._fault(operation, exc, fault)
+        return finish(key, reply)
+
+    async def _drive(self, steps: Steps[ResultT]) -> ResultT:
+        try:
+            method, args = next(steps)
+            while True:
+                try:
+                    reply = await method(*args)
+                except BaseException as exc:  # the steps decide; cancellation passes through
+                    method, args = steps.throw(exc)
+                else:
+                    method, args = steps.send(reply)
+        except StopIteration as done:
+            result: ResultT = done.value
+            return result
+
+    # -- the API -------------------------------------------------------------------------
+
+    async def get(self, key: str) -> Any:
+        """See :meth:`cachecore.BaseRedisCache.get`."""
+        return await self._run(self._plan_get(key))
+
+    async def get_many(self, *keys: str) -> list[Any]:
+        """See :meth:`cachecore.BaseRedisCache.get_many`."""
+        return await self._drive(self._steps_get_many(keys))
+
+    async def get_dict(self, *keys: str) -> dict[str, Any]:
+        """See :meth:`cachecore.BaseRedisCache.get_dict`."""
+        return dict(zip(keys, await self.get_many(*keys), strict=True))
+
+    async def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """See :meth:`cachecore.BaseRedisCache.set`."""
+        result: bool = await self._run(self._plan_set(key, value, timeout))
+        return result
+
+    async def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """See :meth:`cachecore.BaseRedisCache.add`."""
+        result: bool = await self._run(self._plan_add(key, value, timeout))
+        return result
+
+    async def set_many(self, mapping: dict[str, Any], timeout: Timeout = None) -> list[Any]:
+        """See :meth:`cachecore.BaseRedisCache.set_many`."""
+        return await self._drive(self._steps_set_many(mapping, timeout))
+
+    async def delete(self, key: str) -> bool:
+        """See :meth:`cachecore.BaseRedisCache.delete`."""
+        result: bool = await self._run(self._plan_delete(key))
+        return result
+
+    async def delete_many(self, *keys: str) -> list[Any]:
+        """See :meth:`cachecore.BaseRedisCache.delete_many`."""
+        return await self._drive(self._steps_delete_many(keys))
+
+    async def has(self, key: str) -> bool:
+        """See :meth:`cachecore.BaseRedisCache.has`."""
+        result: bool = await self._run(self._plan_has(key))
+        return result
+
+    async def clear(self) -> bool:
+        """See :meth:`cachecore.BaseRedisCache.clear` (without a key prefix it flushes
+        the whole database)."""
+        return await self._drive(self._steps_clear())
+
+    async def inc(self, key: str, delta: int = 1) -> int | None:
+        """See :meth:`cachecore.BaseRedisCache.inc`."""
+        result: int | None = await self._run(self._plan_incrby("inc", key, delta, 1))
+        return result
+
+    async def dec(self, key: str, delta: int = 1) -> int | None:
+        """See :meth:`cachecore.BaseRedisCache.dec`."""
+        result: int | None = await self._run(self._plan_incrby("dec", key, delta, -1))
+        return result
+
+    async def lookup(self, key: str, default: Any = None) -> Any:
+        """See :meth:`cachecore.BaseRedisCache.lookup`."""
+        return await self._run(self._plan_lookup(key, default))
+
+    async def lookup_many(self, *keys: str) -> dict[str, Any]:
+        """See :meth:`cachecore.BaseRedisCache.lookup_many`."""
+        return await self._drive(self._steps_lookup_many(keys))
+
+    async def touch(self, key: str, timeout: Timeout = None) -> bool:
+        """See :meth:`cachecore.BaseRedisCache.touch`."""
+        return await self._drive(self._steps_touch(key, timeout))
+
+    async def inc_existing(self, key: str, delta: int = 1) -> int | None:
+        """See :meth:`cachecore.BaseRedisCache.inc_existing`."""
+        result: int | None = await self._run(self._plan_inc_existing(key, delta))
+        return result
+
+    async def ping(self) -> bool:
+        """Whether the server answers PING; False on a fault."""
+        result: bool = await self._run(self._plan_ping())
+        return result
+
+    async def aclose(self) -> None:
+        """Close the client's connections (and the read client's); the cache may still
+        be used afterwards (it reconnects)."""
+        await self._writes.aclose()
+        if self._reads is not self._writes and self._reads is not self._writes.reader:
+            await self._reads.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,114 @@
+"""The conformance suite on the asyncio API over Cluster and Sentinel, plain and TLS,
+on the deployments of ``test_scale_out.py`` (whose fixtures this module uses): the
+session's clusters and Sentinel setups are shared with it. The blocking tests run every
+deployment; these run each of their binaries once, with its plugin's asyncio client."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from test_scale_out import (  # the deployments of the blocking scale-out tests
+    _NO_TLS_BINARY,
+    DEPLOYMENTS,
+    TLS_DEPLOYMENTS,
+    _ca,
+    cluster,
+    sentinel,
+    tls_cluster,
+    tls_files,
+    tls_sentinel,
+)
+
+import cachecore.aio
+from cachecore.testing.aio_conformance import AsyncCacheConformance, AsyncCacheFactory
+from cachecore.testing.cluster import ClusterProcess
+from cachecore.testing.sentinel import SentinelSetup
+from cachecore.testing.servers import ServerBinary, TLSFiles
+
+__all__ = [  # fixtures, re-exported for pytest
+    "cluster",
+    "sentinel",
+    "tls_cluster",
+    "tls_files",
+    "tls_sentinel",
+]
+
+
+# The newest Valkey through valkey.asyncio for the plain deployments, and the TLS-capable
+# Redis (else Valkey) through redis.asyncio for the TLS ones: both libraries, both kinds.
+@pytest.fixture(scope="module", params=DEPLOYMENTS[:1])
+def deployment(request: pytest.FixtureRequest) -> tuple[ServerBinary, str]:
+    """(server binary, plain URL scheme of its plugin)."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module", params=TLS_DEPLOYMENTS[-1:] or [pytest.param(None, id="no-tls")])
+def tls_deployment(request: pytest.FixtureRequest) -> tuple[ServerBinary, str]:
+    """(TLS-capable server binary, TLS scheme of its plugin)."""
+    if request.param is None:
+        pytest.skip(_NO_TLS_BINARY)
+    return request.param  # type: ignore[no-any-return]
+
+
+def _factory(url: str) -> AsyncCacheFactory:
+    return lambda **options: cachecore.aio.from_url(url, **options)
+
+
+class TestAsyncClusterConformance(AsyncCacheConformance):
+    """The whole suite on ``<scheme>+cluster://`` through the asyncio cluster client."""
+
+    @pytest.fixture
+    def async_cache_factory(
+        self, cluster: ClusterProcess, deployment: tuple[ServerBinary, str]
+    ) -> AsyncCacheFactory:
+        return _factory(cluster.url(f"{deployment[1]}+cluster"))
+
+
+class TestAsyncSentinelConformance(AsyncCacheConformance):
+    """The whole suite on ``<scheme>+sentinel://`` through the asyncio Sentinel client,
+    reading from the replica."""
+
+    @pytest.fixture
+    def async_cache_factory(
+        self, sentinel: SentinelSetup, deployment: tuple[ServerBinary, str]
+    ) -> AsyncCacheFactory:
+        return _factory(sentinel.url(f"{deployment[1]}+sentinel"))
+
+
+def test_async_tls_cluster(
+    tls_cluster: ClusterProcess, tls_deployment: tuple[ServerBinary, str], tls_files: TLSFiles
+) -> None:
+    # Not the whole suite: redis-py's asyncio cluster client over TLS loses a connection
+    # now and then under concurrent use (seen with Redis 7.0, also with no cachecore
+    # code involved); inc/add/delete then give their fault value, never a second run,
+    # which the suite's threaded counters count as lost increments. Sequential calls
+    # through every code path of the cluster transport:
+    url = tls_cluster.url(f"{tls_deployment[1]}+cluster") + _ca(tls_files)
+
+    async def main() -> None:
+        async with cachecore.aio.from_url(url, key_prefix="tls-async:") as cache:
+            mapping = {f"k{i}": i for i in range(50)}  # spread over every primary
+            assert await cache.set_many(mapping) == list(mapping)
+            assert await cache.get_many(*mapping) == list(mapping.values())
+            assert await cache.add("k0", 1) is False
+            assert await cache.inc("n") == 1 and await cache.dec("n", 3) == -2
+            assert await cache.delete("k0") is True and await cache.has("k0") is False
+            assert await cache.delete_many("k1", "k2") == ["k1", "k2"]
+            assert await cache.clear() is True
+            assert await cache.get_many("k3", "k49") == [None, None]
+
+    asyncio.run(main())
+
+
+class TestAsyncTLSSentinelConformance(AsyncCacheConformance):
+    """The whole suite on ``<scheme>s+sentinel://`` through the asyncio Sentinel client."""
+
+    @pytest.fixture
+    def async_cache_factory(
+        self,
+        tls_sentinel: SentinelSetup,
+        tls_deployment: tuple[ServerBinary, str],
+        tls_files: TLSFiles,
+    ) -> AsyncCacheFactory:
+        return _factory(tls_sentinel.url(f"{tls_deployment[1]}+sentinel") + _ca(tls_files))
