@@ -206,11 +206,17 @@ class ClusterProcess(Deployment):
     def _form(self, deadline: float) -> None:
         clients = [node.admin_client() for node in self.nodes]
         try:
-            for node, client in zip(self.nodes, clients, strict=True):
-                self.node_ids[node.port] = str(client.execute_command("CLUSTER", "MYID"))
             # Distinct epochs up front, as `--cluster create` does: no collision to resolve.
             for epoch, client in enumerate(clients, start=1):
-                client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", epoch)
+                try:
+                    client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", epoch)
+                except redis.ResponseError:
+                    # A node of an earlier cluster on this reused port reached the new
+                    # node first and gave it an epoch: make it a blank node again.
+                    client.execute_command("CLUSTER", "RESET", "HARD")
+                    client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", epoch)
+            for node, client in zip(self.nodes, clients, strict=True):
+                self.node_ids[node.port] = str(client.execute_command("CLUSTER", "MYID"))
             primaries = clients[: self.primary_count]
             for client, (first, last) in zip(
                 primaries, _slot_ranges(self.primary_count), strict=True
