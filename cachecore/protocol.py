@@ -21,12 +21,15 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Callable, Generator, Iterable
-from typing import Any, NoReturn, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
 
 from cachecore.errors import ValueTooLargeError
 from cachecore.serializers import PickleSerializer
 from cachecore.timeouts import to_seconds
 from cachecore.types import KeyPrefix, Serializer, Timeout
+
+if TYPE_CHECKING:
+    from cachecore.memo.steps import Memo
 
 log = logging.getLogger("cachecore")
 
@@ -155,6 +158,15 @@ class CacheProtocol:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}>"
 
+    def _memo(self) -> Memo:
+        """This cache's get-or-set machinery (:mod:`cachecore.memo`), made on first use."""
+        memo: Memo | None = self.__dict__.get("_memo_state")
+        if memo is None:
+            from cachecore.memo.steps import Memo
+
+            memo = self.__dict__["_memo_state"] = Memo(self)
+        return memo
+
     # -- keys, values, faults ------------------------------------------------------------
 
     def _prefix(self) -> str:
@@ -199,6 +211,8 @@ class CacheProtocol:
 
     def _load(self, key: str, data: bytes | None) -> Any:
         if data is None:
+            return None
+        if data[:1] == b"\xc1":  # an envelope (cachecore.memo.envelope): a miss here
             return None
         try:
             return self.serializer.loads(data)
