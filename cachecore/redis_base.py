@@ -359,9 +359,7 @@ class BaseRedisCache(CacheProtocol, BaseCache):
         policy = Policy(
             check_tags(tags), strategy, beta, stale_while_revalidate, stale_if_error, lock_timeout
         )
-        return self._drive(
-            self._memo().get_or_set(key, timeout, policy, _blocking(fn), time.sleep)
-        )
+        return self._drive(self._memo().get_or_set(key, timeout, policy, _blocking(fn), time.sleep))
 
     def memoize(
         self,
