@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
+import cachecore
 from cachecore import BaseRedisCache
 from cachecore.adapters import blocking, libraries
 from cachecore.circuit_breaker import CircuitBreakerClient
+from cachecore.testing.conformance import CacheConformance, CacheFactory
 from cachecore.testing.pytest_plugin import ServerPool
 from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
 from cachecore.transport import Transport
@@ -131,3 +133,24 @@ def test_wrappers_are_transports_holding_transports(server: ServerProcess) -> No
     cache = BaseRedisCache(breaker, key_prefix=f"cb-{uuid.uuid4()}:")
     assert cache.client is breaker and cache.client.state == "closed"
     assert cache.set("k", 1) is True and cache.get("k") == 1
+
+
+class TestConformanceThroughThePublicAPI(CacheConformance):
+    """The whole suite with the fast path off, as for a client version outside the tested
+    range: every call through the client's ``execute_command`` and ``pipeline()``."""
+
+    @pytest.fixture
+    def cache_factory(
+        self, cachecore_servers: ServerPool, library: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> CacheFactory:
+        monkeypatch.setattr(libraries.ClientLibrary, "fast_path_tested", lambda self: False)
+        server = cachecore_servers.shared(NEWEST[0])  # the newest Valkey: one is enough
+        server.client().flushdb()
+        url = server.url(library.__name__)
+
+        def factory(**options: Any) -> BaseRedisCache:
+            cache = cachecore.from_url(url, **options)
+            assert type(cache.transport) is blocking.ClientTransport
+            return cache
+
+        return factory
