@@ -24,8 +24,8 @@ import pytest
 import cachecore
 import cachecore.aio
 from cachecore.memo.envelope import is_envelope
-from cachecore.testing.pytest_plugin import DeploymentPool, ServerPool
 from cachecore.testing.cluster import ClusterProcess
+from cachecore.testing.pytest_plugin import DeploymentPool, ServerPool
 from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
 
 
