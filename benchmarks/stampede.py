@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import multiprocessing
 import statistics
 import threading
@@ -189,16 +190,21 @@ def run(
     # Warm-up: every reader waits for the first value; measured from its end on.
     warm = computations[0][1] if computations else start_at
     reads = [(s, e) for s, e in reads if s > warm]
+    # A generation: computations that overlap each other (a stampede's duplicates);
+    # its span is the window in which reads count as "in the window".
+    spans: list[list[float]] = []
+    for s, e in computations:
+        if spans and s <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], e)
+        else:
+            spans.append([s, e])
+    starts = [s for s, _ in spans]
     in_window, steady = [], []
     for started, ended in reads:
-        overlaps = any(s <= ended and started <= e for s, e in computations)
+        i = bisect.bisect_right(starts, ended) - 1  # the last span starting before the end
+        overlaps = i >= 0 and spans[i][1] >= started
         (in_window if overlaps else steady).append((ended - started) * 1000)
-    # A generation: computations that overlap each other (a stampede's duplicates).
-    generations, end = 0, 0.0
-    for s, e in computations:
-        if s > end:
-            generations += 1
-        end = max(end, e)
+    generations = len(spans)
     return {
         "computations/expiry": len(computations) / max(1, generations),
         "misses": sum(1 for s, e in reads if e - s >= MISS_SECONDS),
