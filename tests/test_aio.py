@@ -309,3 +309,27 @@ def test_aclose_leaves_no_unclosed_connection(server: ServerProcess) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "closed"
     assert "nclosed" not in done.stderr, done.stderr
+
+
+def test_framework_methods_on_the_asyncio_cache(url: str) -> None:
+    # lookup / lookup_many / touch / inc_existing: the protocol the blocking cache's
+    # framework backends use, shared by the asyncio cache.
+    prefix = _prefix()
+    blocking = cachecore.from_url(url, key_prefix=prefix)
+
+    async def main() -> None:
+        async with cachecore.aio.from_url(url, key_prefix=prefix) as cache:
+            assert await cache.set("none", None) is True
+            assert await cache.lookup("none", "default") is None
+            assert await cache.lookup("missing", "default") == "default"
+            assert await cache.lookup_many("none", "missing") == {"none": None}
+            assert await cache.set("n", 5, timeout=100) is True
+            assert await cache.inc_existing("n", 2) == 7
+            with pytest.raises(KeyError):
+                await cache.inc_existing("absent")
+            assert await cache.touch("n", 0) is True
+            assert await cache.touch("absent", 10) is False
+
+    asyncio.run(main())
+    assert blocking.get("n") == 7
+    assert int(blocking.client.execute_command("TTL", prefix + "n")) == -1
