@@ -21,12 +21,15 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Callable, Generator, Iterable
-from typing import Any, NoReturn, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
 
 from cachecore.errors import ValueTooLargeError
 from cachecore.serializers import DEFAULT_MAX_SIZE, PickleSerializer
 from cachecore.timeouts import to_seconds
 from cachecore.types import KeyPrefix, Serializer, Timeout
+
+if TYPE_CHECKING:
+    from cachecore.memo.steps import Memo
 
 log = logging.getLogger("cachecore")
 
@@ -179,6 +182,15 @@ class CacheProtocol:
             shown = f" prefix={prefix!r}" if prefix else ""
         return f"<{type(self).__name__} {self.description}{shown}>"
 
+    def _memo(self) -> Memo:
+        """This cache's get-or-set machinery (:mod:`cachecore.memo`), made on first use."""
+        memo: Memo | None = self.__dict__.get("_memo_state")
+        if memo is None:
+            from cachecore.memo.steps import Memo
+
+            memo = self.__dict__["_memo_state"] = Memo(self)
+        return memo
+
     # -- keys, values, faults ------------------------------------------------------------
 
     def _prefix(self) -> str:
@@ -231,6 +243,8 @@ class CacheProtocol:
         """``data`` decoded (``full``: the prefixed key, for a key-bound serializer), or
         ``default`` when missing or undecodable (logged)."""
         if data is None:
+            return default
+        if data[:1] == b"\xc1":  # an envelope (cachecore.memo.envelope): a miss here
             return default
         serializer = self.serializer
         try:

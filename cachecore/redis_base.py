@@ -9,12 +9,17 @@ shared with the asyncio cache; the client sits behind a transport
 
 from __future__ import annotations
 
+import inspect
+import time
+from collections.abc import Callable, Iterable
 from typing import Any, Self
 
 from cachecore.adapters.blocking import library_client, transport_for
 from cachecore.adapters.libraries import installed_errors
 from cachecore.base import BaseCache
 from cachecore.errors import ConnectionCheckError
+from cachecore.memo.decorator import Memoized, TagsArg, memoizer
+from cachecore.memo.steps import Policy, Strategy, check_tags
 from cachecore.protocol import (
     CLEAR_BATCH,
     DEFAULT_MAX_VALUE_SIZE,
@@ -43,6 +48,21 @@ def client_errors() -> tuple[type[BaseException], ...]:
     installed client library (redis-py, whose errors fakeredis raises too, and
     valkey-py), and OS-level socket errors."""
     return installed_errors()
+
+
+def _blocking(fn: Callable[[], Any]) -> Callable[[], Any]:
+    def call() -> Any:
+        result = fn()
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            raise TypeError(
+                "get_or_set's fn returned an awaitable: use the asyncio cache (cachecore.aio)"
+            )
+        return result
+
+    return call
 
 
 class BaseRedisCache(CacheProtocol, BaseCache):
@@ -162,8 +182,15 @@ class BaseRedisCache(CacheProtocol, BaseCache):
         """
         return self._drive(self._steps_get_many(keys))
 
-    def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+    def set(
+        self, key: str, value: Any, timeout: Timeout = None, *, tags: Iterable[str] | None = None
+    ) -> bool:
         """Store ``value`` under ``key`` for ``timeout`` (None = default, 0 = forever).
+
+        With ``tags``, the value is stored in an envelope with the current version of each
+        tag (read first: one more round trip), so :meth:`invalidate_tags` turns it into a
+        miss for :meth:`get_or_set` and ``memoize``; a plain :meth:`get` reads such an
+        entry as a miss (see docs/memoize.md).
 
         :returns: True, or False on a backend fault.
         :raises TypeError: ``key`` is not a str, or ``timeout`` has a wrong type.
@@ -171,8 +198,10 @@ class BaseRedisCache(CacheProtocol, BaseCache):
         :raises SerializationError: the value cannot be serialized.
         :raises ValueTooLargeError: the serialized value exceeds ``max_value_size``.
         """
-        result: bool = self._run(self._plan_set(key, value, timeout))
-        return result
+        if tags is None:
+            result: bool = self._run(self._plan_set(key, value, timeout))
+            return result
+        return self._drive(self._memo().set_tagged(key, value, timeout, check_tags(tags)))
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` only if ``key`` does not exist, atomically (one ``SET NX``).
@@ -298,6 +327,87 @@ class BaseRedisCache(CacheProtocol, BaseCache):
         """
         result: int | None = self._run(self._plan_inc_existing(key, delta))
         return result
+
+    def get_or_set(
+        self,
+        key: str,
+        fn: Callable[[], Any],
+        timeout: Timeout = None,
+        *,
+        tags: Iterable[str] = (),
+        strategy: Strategy = "lock",
+        beta: float = 1.0,
+        stale_while_revalidate: float = 0,
+        stale_if_error: float = 0,
+        lock_timeout: float = 10,
+    ) -> Any:
+        """Return the value under ``key``, or call ``fn()`` once, store its result for
+        ``timeout`` and return it. Concurrent callers, in this process or any other,
+        never compute the same key twice at once: one takes a lock on the server, the
+        others wait for its value (see docs/memoize.md for choosing the options).
+
+        :param tags: the value is stored with these tags' versions and becomes a miss
+            when :meth:`invalidate_tags` bumps one of them.
+        :param strategy: ``"lock"``; or ``"xfetch"``: before the value expires, one
+            caller recomputes it early, with a probability that grows as the expiry
+            nears, scaled by how long the last computation took and by ``beta``.
+        :param stale_while_revalidate: for this many seconds after expiry, callers get
+            the old value while one of them recomputes it.
+        :param stale_if_error: for this many seconds after expiry, if ``fn`` raises or
+            the server fails, the last good value is returned (with one warning).
+        :param lock_timeout: seconds the lock lives at most, so a crashed owner blocks
+            the others that long at most; keep it above ``fn``'s duration.
+        :returns: the cached value or ``fn()``'s result. On a backend fault ``fn()`` is
+            called (with a warning) and its result returned unstored.
+        :raises: what ``fn`` raises (nothing is stored; waiters then compute in turn);
+            TypeError/ValueError for bad options; ``fn`` returning an awaitable raises
+            TypeError (use the asyncio cache).
+        """
+        policy = Policy(
+            check_tags(tags), strategy, beta, stale_while_revalidate, stale_if_error, lock_timeout
+        )
+        return self._drive(self._memo().get_or_set(key, timeout, policy, _blocking(fn), time.sleep))
+
+    def memoize(
+        self,
+        timeout: Timeout = None,
+        *,
+        tags: TagsArg = (),
+        ignore: Iterable[str] | None = None,
+        strategy: Strategy = "lock",
+        beta: float = 1.0,
+        stale_while_revalidate: float = 0,
+        stale_if_error: float = 0,
+        lock_timeout: float = 10,
+    ) -> Callable[[Callable[..., Any]], Memoized]:
+        """Decorate a function so its results are cached by :meth:`get_or_set`, under a
+        key built from its qualified name and its arguments (docs/memoize.md).
+
+        :param tags: tags for every result, or a callable taking the call's arguments
+            and returning its tags.
+        :param ignore: parameter names left out of the key (default: a first ``self``
+            or ``cls``).
+        :returns: the decorator; the decorated function has ``invalidate(*args,
+            **kwargs)`` and ``key(*args, **kwargs)``.
+        :raises TypeError: (when decorating) a coroutine function; at call time, an
+            argument with no stable key encoding.
+        """
+        options = {
+            "strategy": strategy,
+            "beta": beta,
+            "stale_while_revalidate": stale_while_revalidate,
+            "stale_if_error": stale_if_error,
+            "lock_timeout": lock_timeout,
+        }
+        return memoizer(self, False, timeout, tags, ignore, options)
+
+    def invalidate_tags(self, *tags: str) -> bool:
+        """Make every value stored with any of ``tags`` a miss: one ``INCRBY`` of each
+        tag's version, whatever the number of values (docs/memoize.md).
+
+        :returns: True; False on a backend fault.
+        """
+        return self._drive(self._memo().invalidate_tags(check_tags(tags)))
 
     def ping(self) -> bool:
         """Whether the server answers PING; False on a fault."""

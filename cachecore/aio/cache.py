@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Self
 
 from cachecore.adapters.aio import async_transport_for
+from cachecore.memo.decorator import Memoized, TagsArg, memoizer
+from cachecore.memo.steps import Policy, Strategy, check_tags
 from cachecore.protocol import CacheProtocol, Plan, ResultT, Steps
 from cachecore.transport import AsyncTransport
 from cachecore.types import KeyPrefix, Serializer, Timeout
+
+
+def _awaiting(fn: Callable[[], Any]) -> Callable[[], Any]:
+    async def call() -> Any:
+        result = fn()
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    return call
 
 
 class AsyncBaseRedisCache(CacheProtocol):
@@ -110,10 +125,14 @@ class AsyncBaseRedisCache(CacheProtocol):
         """See :meth:`cachecore.BaseRedisCache.get_dict`."""
         return dict(zip(keys, await self.get_many(*keys), strict=True))
 
-    async def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+    async def set(
+        self, key: str, value: Any, timeout: Timeout = None, *, tags: Iterable[str] | None = None
+    ) -> bool:
         """See :meth:`cachecore.BaseRedisCache.set`."""
-        result: bool = await self._run(self._plan_set(key, value, timeout))
-        return result
+        if tags is None:
+            result: bool = await self._run(self._plan_set(key, value, timeout))
+            return result
+        return await self._drive(self._memo().set_tagged(key, value, timeout, check_tags(tags)))
 
     async def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """See :meth:`cachecore.BaseRedisCache.add`."""
@@ -169,6 +188,59 @@ class AsyncBaseRedisCache(CacheProtocol):
         """See :meth:`cachecore.BaseRedisCache.inc_existing`."""
         result: int | None = await self._run(self._plan_inc_existing(key, delta))
         return result
+
+    async def get_or_set(
+        self,
+        key: str,
+        fn: Callable[[], Any],
+        timeout: Timeout = None,
+        *,
+        tags: Iterable[str] = (),
+        strategy: Strategy = "lock",
+        beta: float = 1.0,
+        stale_while_revalidate: float = 0,
+        stale_if_error: float = 0,
+        lock_timeout: float = 10,
+    ) -> Any:
+        """See :meth:`cachecore.BaseRedisCache.get_or_set`; ``fn`` may be a coroutine
+        function (awaited) or a plain one. Waiting for another caller's computation
+        sleeps with ``asyncio.sleep``, never blocking the event loop."""
+        policy = Policy(
+            check_tags(tags), strategy, beta, stale_while_revalidate, stale_if_error, lock_timeout
+        )
+        return await self._drive(
+            self._memo().get_or_set(key, timeout, policy, _awaiting(fn), asyncio.sleep)
+        )
+
+    def memoize(
+        self,
+        timeout: Timeout = None,
+        *,
+        tags: TagsArg = (),
+        ignore: Iterable[str] | None = None,
+        strategy: Strategy = "lock",
+        beta: float = 1.0,
+        stale_while_revalidate: float = 0,
+        stale_if_error: float = 0,
+        lock_timeout: float = 10,
+    ) -> Callable[[Callable[..., Any]], Memoized]:
+        """See :meth:`cachecore.BaseRedisCache.memoize`; decorates coroutine functions
+        only (the memoized function and its ``invalidate`` are coroutines).
+
+        :raises TypeError: (when decorating) a function that is not ``async def``.
+        """
+        options = {
+            "strategy": strategy,
+            "beta": beta,
+            "stale_while_revalidate": stale_while_revalidate,
+            "stale_if_error": stale_if_error,
+            "lock_timeout": lock_timeout,
+        }
+        return memoizer(self, True, timeout, tags, ignore, options)
+
+    async def invalidate_tags(self, *tags: str) -> bool:
+        """See :meth:`cachecore.BaseRedisCache.invalidate_tags`."""
+        return await self._drive(self._memo().invalidate_tags(check_tags(tags)))
 
     async def ping(self) -> bool:
         """Whether the server answers PING; False on a fault."""
