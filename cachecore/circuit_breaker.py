@@ -58,6 +58,8 @@ class CircuitBreaker:
         self._trial_running = False
         self._state = CLOSED
         self._lock = threading.Lock()
+        self.transitions = {OPEN: 0, HALF_OPEN: 0, CLOSED: 0}
+        """How often the breaker entered each state (changed under its lock)."""
 
     @property
     def state(self) -> str:
@@ -131,6 +133,7 @@ class CircuitBreaker:
             if waited >= self.reset_timeout and not self._trial_running:
                 self._trial_running = True
                 self._state = HALF_OPEN
+                self.transitions[HALF_OPEN] += 1
                 return True
             retry_in = max(self.reset_timeout - waited, 0.0)
         raise CircuitOpenError(
@@ -144,6 +147,8 @@ class CircuitBreaker:
                 self._trial_running = False
             self._failures += 1
             if trial or self._failures >= self.threshold:
+                if self._state != OPEN:
+                    self.transitions[OPEN] += 1
                 self._state = OPEN
                 self._opened_at = time.monotonic()
 
@@ -152,6 +157,8 @@ class CircuitBreaker:
             if trial:
                 self._trial_running = False
             self._failures = 0
+            if self._state != CLOSED:
+                self.transitions[CLOSED] += 1
             self._state = CLOSED
 
 

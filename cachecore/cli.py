@@ -746,6 +746,19 @@ def cmd_bench(ctx: _Context) -> int:
     return EXIT_OK
 
 
+def cmd_stats(ctx: _Context) -> int:
+    """``cachecore stats [--seconds N] [--json] [URL]`` (see :mod:`cachecore.stats_cli`)."""
+    from cachecore import stats_cli
+
+    _single_url(ctx, ctx.args.url)
+    if ctx.args.seconds <= 0:
+        raise UsageError("--seconds must be > 0")
+    with _open(ctx) as cache:
+        if is_cluster_client(cache._write_client):
+            raise UsageError("stats reads one server's INFO; give the URL of one node")
+        return stats_cli.report(ctx, ctx.shown_url, cache._write_client)
+
+
 def cmd_demo(ctx: _Context) -> int:
     """``cachecore demo [URL]``: installed backends, the selection and why, a workload."""
     _single_url(ctx, ctx.args.url)
@@ -895,6 +908,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long in all, setup included: 1 to 3600 (default 20)",
     )
     sub.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    sub = add(
+        "stats",
+        cmd_stats,
+        "the server's hits, misses and commands over a short sample (INFO stats deltas)",
+        "[--seconds N] [--json] [URL]",
+    )
+    sub.add_argument("url", nargs="?", metavar="URL", help="the cache URL")
+    sub.add_argument("--seconds", type=float, default=5.0, metavar="N", help="default 5")
+    sub.add_argument("--json", action="store_true", help="print JSON")
 
     keys_epilog = URL_HELP + KEYS_HELP
     sub = add(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from cachecore import plugins
+from cachecore import observability, plugins
 from cachecore.errors import ConfigurationError, OptionTypeError
 from cachecore.options import (
     CACHE_OPTIONS,
@@ -227,6 +227,7 @@ def from_url(url: str, **options: Any) -> BaseRedisCache:
     cache_class = plan.backend.cache_class or BaseRedisCache
     cache = configured_object(cache_class, client, **plan.cache_kwargs())
     cache.description = plan.description
+    observability.configure(cache, cache_options, plan.registry)
     return cache
 
 

@@ -13,11 +13,14 @@ connection, and only when a user asks for a cache of that plugin's backend.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from cachecore.types import Backend, SerializerSpec
+
+if TYPE_CHECKING:
+    from cachecore.observability import Observer
 
 PROJECT_NAME = "cachecore"
 """The pluggy project name, which is also the entry-point group."""
@@ -92,5 +95,34 @@ def cachecore_create_async_client(backend: Backend, url: str, options: Mapping[s
         @cachecore.hookimpl
         def cachecore_create_async_client(backend, url, options):
             return redis.asyncio.Redis.from_url(url.replace("mydb://", "redis://", 1), **options)
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def cachecore_cache_observer(cache: Any) -> Observer | None:
+    """Return an observer for ``cache``, or None to leave it alone.
+
+    Called once for each cache built from configuration (``from_url``, ``from_config``,
+    ``get_cache``, blocking or asyncio), after it is built; must not block. The
+    observer's ``on_call(event)`` then receives a
+    :class:`~cachecore.observability.CallEvent` (operation, outcome, duration in
+    seconds, fault kind, key, backend) after every call of that cache, on the calling
+    thread: keep it quick (hand events to a queue or a client that batches) and never
+    raise. When no plugin returns an observer the cache runs its ordinary drivers and
+    pays nothing. ``cache.stats()`` holds the counters (hits, misses, faults...) for
+    exporters that poll instead. Example, a StatsD exporter::
+
+        class StatsdObserver:
+            def __init__(self, client):
+                self.client = client
+
+            def on_call(self, event):
+                self.client.timing(f"cachecore.{event.operation}.{event.outcome}",
+                                   event.duration * 1000)
+
+        @cachecore.hookimpl
+        def cachecore_cache_observer(cache):
+            return StatsdObserver(statsd.StatsClient("localhost", 8125))
     """
     raise NotImplementedError

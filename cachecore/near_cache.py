@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from cachecore.adapters.blocking import library_client, transport_for
+from cachecore.stats import Counters, NearCacheStats
 from cachecore.transport import Command, Transport
 
 log = logging.getLogger("cachecore")
@@ -113,6 +114,9 @@ class NearCacheClient:
         """Invalidation messages received (for tests and monitoring)."""
         self.resets = 0
         """How often every entry was dropped because the tracking connections failed."""
+        self.evictions = 0
+        """Entries dropped to stay within ``max_entries`` (counted under the lock)."""
+        self._counters = Counters()  # local hits, from any thread
 
     # -- the transport ---------------------------------------------------------------------
 
@@ -183,6 +187,17 @@ class NearCacheClient:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def near_cache_stats(self) -> NearCacheStats:
+        """Local hits, invalidations, evictions, resets and entries held (read by
+        ``cache.stats()``)."""
+        return NearCacheStats(
+            hits=self._counters.totals().get("hits", 0),
+            invalidations=self.invalidations,
+            evictions=self.evictions,
+            resets=self.resets,
+            entries=len(self._entries),
+        )
+
     # -- the local cache ---------------------------------------------------------------
 
     def _usable(self) -> bool:
@@ -198,6 +213,7 @@ class NearCacheClient:
             # KeyError: invalidated meanwhile; the value was still current when read.
             with contextlib.suppress(KeyError):
                 self._entries.move_to_end(key)
+            self._counters.shard.counts["hits"] += 1
             return entry[0]
         return self._fetch([key])[0]
 
@@ -212,6 +228,8 @@ class NearCacheClient:
             else:
                 values.append(None)
                 missing.append(key)
+        if len(missing) < len(keys):
+            self._counters.shard.counts["hits"] += len(keys) - len(missing)
         if missing:
             fetched = dict(zip(missing, self._fetch(missing), strict=True))
             values = [fetched.get(key, value) for key, value in zip(keys, values, strict=True)]
@@ -254,6 +272,7 @@ class NearCacheClient:
                 self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+                self.evictions += 1
         return list(values)
 
     def _tracked(self, key: Any) -> bool:

@@ -53,6 +53,11 @@ CACHE_OPTIONS: dict[str, Callable[[str], Any]] = {
     "circuit_breaker_threshold": int,
     "circuit_breaker_reset": float,
     "ignore_delete_many_errors": parse_bool,
+    # cachecore.observability: OpenTelemetry metrics and spans (providers: Python only).
+    "metrics": parse_bool,
+    "tracing": parse_bool,
+    "meter_provider": str,
+    "tracer_provider": str,
 }
 """Options the cache itself takes; everything else goes to the backend's client."""
 

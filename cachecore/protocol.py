@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
 
 from cachecore.errors import ValueTooLargeError
 from cachecore.serializers import DEFAULT_MAX_SIZE, PickleSerializer
+from cachecore.stats import ONE_KEY_EVENTS, CacheStats, Counters, collect, fault_kind
 from cachecore.timeouts import to_seconds
 from cachecore.types import KeyPrefix, Serializer, Timeout
 
@@ -166,6 +167,8 @@ class CacheProtocol:
         self.raise_errors = raise_errors
         self.max_value_size = DEFAULT_MAX_VALUE_SIZE if max_value_size is None else max_value_size
         self.ignore_delete_many_errors = ignore_delete_many_errors
+        self.counters = Counters()
+        self._events = ONE_KEY_EVENTS
 
     def _use(self, writes: Any, reads: Any) -> None:
         self._writes = writes
@@ -190,6 +193,17 @@ class CacheProtocol:
 
             memo = self.__dict__["_memo_state"] = Memo(self)
         return memo
+
+    def stats(self) -> CacheStats:
+        """What this cache did since it was built: hits, misses, sets, deletes, faults by
+        kind, and the near cache's and circuit breaker's counters (see
+        :class:`~cachecore.stats.CacheStats`). Exact under threads and tasks; cheap
+        enough to call on every scrape."""
+        return collect(self.counters, {"writes": self._writes, "reads": self._reads})
+
+    def _count_fault(self, exc: BaseException) -> None:
+        replies = (*self._writes.reply_errors, *self._reads.reply_errors)
+        self.counters.add(f"faults.{fault_kind(exc, replies)}")
 
     # -- keys, values, faults ------------------------------------------------------------
 
@@ -313,6 +327,7 @@ class CacheProtocol:
         ]
 
     def _fault(self, operation: str, exc: BaseException, result: ResultT) -> ResultT:
+        self._count_fault(exc)
         if self.raise_errors:
             self._raise(operation, exc)
         log.warning(
@@ -335,6 +350,7 @@ class CacheProtocol:
     ) -> None:
         """Report a multi-key call that reached only ``count`` of its ``total`` keys:
         a warning, or :class:`BackendError` with ``raise_errors``."""
+        self._count_fault(failure)
         if self.raise_errors:
             self._raise(operation, failure)
         log.warning(
@@ -419,6 +435,7 @@ class CacheProtocol:
             values = yield from self._steps_mget("get_many", full)
         except self._errors as exc:
             return self._fault("get_many", exc, [None] * len(keys))
+        self._count_reads(values)
         return self._decode_many(keys, values, full)
 
     def _steps_lookup_many(self, keys: tuple[str, ...]) -> Steps[dict[str, Any]]:
@@ -429,6 +446,7 @@ class CacheProtocol:
             values = yield from self._steps_mget("lookup_many", full)
         except self._errors as exc:
             return self._fault("lookup_many", exc, {})
+        self._count_reads(values)
         found: dict[str, Any] = {}
         for key, made, data in zip(keys, full, values, strict=True):
             if data is not None:
@@ -436,6 +454,12 @@ class CacheProtocol:
                 if value is not _NOT_FOUND:
                     found[key] = value
         return found
+
+    def _count_reads(self, values: list[Any]) -> None:
+        counts = self.counters.shard.counts
+        missing = values.count(None)
+        counts["hits"] += len(values) - missing
+        counts["misses"] += missing
 
     def _steps_mget(self, operation: str, full: list[str]) -> Steps[list[Any]]:
         """The stored bytes of the prefixed keys ``full`` (one MGET, or one per slot on
@@ -466,7 +490,9 @@ class CacheProtocol:
             return (yield from self._steps_touch_keyed(key, full, expiry))
         try:
             if expiry:
-                return bool((yield writes.send, ("EXPIRE", full, expiry)))
+                touched = bool((yield writes.send, ("EXPIRE", full, expiry)))
+                self.counters.add("touches")
+                return touched
             # PERSIST answers 0 for a key that had no timeout: EXISTS tells whether it is.
             replies = yield writes.send_batch, ([("PERSIST", full), ("EXISTS", full)],)
         except self._errors as exc:
@@ -474,6 +500,7 @@ class CacheProtocol:
         failure = next((r for r in replies if isinstance(r, BaseException)), None)
         if failure is not None:
             return self._fault("touch", failure, False)
+        self.counters.add("touches")
         return bool(replies[1])
 
     def _steps_touch_keyed(self, key: str, full: str, expiry: int) -> Steps[bool]:
@@ -515,6 +542,7 @@ class CacheProtocol:
             failure = next(r for r in results if r not in _OK_REPLIES)
             if isinstance(failure, BaseException):
                 self._partial("set_many", "stored", len(stored), len(keys), failure)
+        self.counters.add("sets", len(stored))
         return stored
 
     def _steps_delete_many(self, keys: tuple[str, ...]) -> Steps[list[Any]]:
@@ -525,6 +553,7 @@ class CacheProtocol:
         try:
             if writes.keyslot is None:
                 yield writes.send, ("UNLINK", *full)
+                self.counters.add("deletes", len(keys))
                 return list(keys)
             results = yield from self._per_slot(writes, "UNLINK", full)
         except self._errors as exc:
@@ -535,6 +564,7 @@ class CacheProtocol:
         if len(gone) < len(keys):  # a node failed: its keys may still be there
             failure = next(r for _, r in results if isinstance(r, BaseException))
             self._partial("delete_many", "deleted", len(gone), len(keys), failure)
+        self.counters.add("deletes", len(gone))
         return [keys[p] for p in gone]
 
     def _steps_clear(self) -> Steps[bool]:
@@ -549,6 +579,7 @@ class CacheProtocol:
                     yield node.send, ("FLUSHDB",)
         except self._errors as exc:
             return self._fault("clear", exc, False)
+        self.counters.add("clears")
         return True
 
     def _unlink_matching(self, node: Any, pattern: str) -> Steps[int]:

@@ -95,6 +95,8 @@ class AsyncBaseRedisCache(CacheProtocol):
             reply = await send(*command)
         except self._errors as exc:
             return self._fault(operation, exc, fault)
+        # Always-on counters (cachecore.stats): a truthy reply is a hit, a falsy one a miss.
+        self.counters.shard.counts[self._events[operation][not reply]] += 1
         return finish(key, reply)
 
     async def _drive(self, steps: Steps[ResultT]) -> ResultT:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cachecore import config, plugins
+from cachecore import config, observability, plugins
 from cachecore.adapters.aio import async_transport_for
 from cachecore.aio.cache import AsyncBaseRedisCache
 from cachecore.errors import ConfigurationError
@@ -45,6 +45,7 @@ def from_url(url: str, **options: Any) -> AsyncBaseRedisCache:
         transport = AsyncCircuitBreakerClient(transport, **breaker)
     cache = config.configured_object(AsyncBaseRedisCache, transport, **plan.cache_kwargs())
     cache.description = plan.description
+    observability.configure(cache, plan.cache_options, plan.registry)
     return cache
 
 

