@@ -1082,7 +1082,7 @@ def _run(ctx: _Context) -> int:
         return EXIT_USAGE
     except (ConfigurationError, PluginConflictError) as exc:
         message = str(exc)
-        if ctx.url is None and ctx.source:
+        if ctx.url is None and ctx.source and ctx.source not in message:
             message += f"\n(the configuration came from {ctx.source})"
         print(f"{PROG}: error: {_scrub(message, ctx)}", file=err)
         return EXIT_USAGE

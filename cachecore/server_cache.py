@@ -73,6 +73,11 @@ class ServerCache(BaseRedisCache):
         if isinstance(host, str):
             if client_kwargs.get("decode_responses"):
                 raise ValueError("decode_responses is not supported: values are bytes")
+            # The client would accept these and fail (or pick another database) later.
+            if type(port) is not int or not 0 < port < 65536:
+                raise ConfigurationError(f"port must be an int from 1 to 65535, got {port!r}")
+            if type(db) is not int or db < 0:
+                raise ConfigurationError(f"db must be an int >= 0, got {db!r}")
             client = self.make_client(
                 host=host, port=port, password=password, db=db, **client_kwargs
             )

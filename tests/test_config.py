@@ -636,3 +636,13 @@ def test_a_database_the_server_lacks_is_a_clear_error_at_first_use(
     assert len(warnings) == 1 and "DB index is out of range" in warnings[0]
     with pytest.raises(cachecore.BackendError, match="DB index is out of range"):
         cachecore.from_url(url, raise_errors=True).get("k")
+
+
+@pytest.mark.parametrize(
+    "arguments", [{"port": 0}, {"port": 70000}, {"port": "6379"}, {"db": -1}, {"db": "3"}]
+)
+def test_drop_in_constructor_checks_port_and_db(arguments: dict[str, Any]) -> None:
+    from cachecore_valkey import ValkeyCache
+
+    with pytest.raises(cachecore.ConfigurationError, match=next(iter(arguments))):
+        ValkeyCache(**arguments)
