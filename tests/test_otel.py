@@ -111,7 +111,14 @@ def test_a_near_cache_hit_is_recorded_as_one_hit(server: ServerProcess) -> None:
     while not near._ready:
         assert time.monotonic() < deadline, "near cache never became ready"
         time.sleep(0.01)
+    seen = near.invalidations
     cache.set("k", "v")
+    # The server announces the set to the listener: once that has arrived, a value
+    # fetched now stays local (fetched earlier, the announcement would drop it).
+    deadline = time.monotonic() + 5
+    while near.invalidations == seen:
+        assert time.monotonic() < deadline, "the set was never announced"
+        time.sleep(0.01)
     cache.get("k")  # from the server, now held locally
     before = _outcomes(reader)[("get", "hit")]
     near_before = _total(reader, "cachecore.near_cache.hits")

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import cachecore_warnings
 
 import cachecore
 from cachecore import BaseRedisCache, SerializationError, serializers
@@ -63,14 +64,6 @@ def raw_get(cache: BaseRedisCache, key: str) -> bytes:
     data = cache.client.execute_command("GET", cache._key(key))
     assert isinstance(data, bytes)
     return data
-
-
-def warnings_in(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "cachecore" and r.levelno >= logging.WARNING
-    ]
 
 
 # -- 1. compression under threads and fork -------------------------------------------------
@@ -176,7 +169,7 @@ def test_a_signed_value_copied_to_another_key_reads_as_a_miss(
     with caplog.at_level(logging.WARNING, logger="cachecore"):
         assert cache.get("mallory") is None
         assert cache.get_many("alice", "mallory") == [{"role": "admin"}, None]
-    messages = warnings_in(caplog)
+    messages = cachecore_warnings(caplog)
     assert len(messages) == 2, messages
     assert all("signature does not match" in m for m in messages), messages
 
@@ -199,7 +192,7 @@ def test_a_bare_integer_over_a_signed_key_reads_as_a_miss(
     with caplog.at_level(logging.WARNING, logger="cachecore"):
         assert cache.get_many("is_admin", "count") == [None, None]
         assert cache.get("count") is None
-    messages = warnings_in(caplog)
+    messages = cachecore_warnings(caplog)
     assert len(messages) == 3, messages
     assert all("bare integer" in m and "signed_ints=false" in m for m in messages), messages
 
@@ -217,7 +210,7 @@ def test_counters_on_a_signed_cache(server_url: str, caplog: pytest.LogCaptureFi
         assert strict.set("n", 41) is True
         assert strict.get("n") == 41
         assert strict.inc("n") is None
-    messages = warnings_in(caplog)
+    messages = cachecore_warnings(caplog)
     assert len(messages) == 2, messages
     assert "bare integer" in messages[0] and "not an integer" in messages[1], messages
 
@@ -258,7 +251,7 @@ def test_a_signed_value_is_refused_past_its_signed_expiry(
     with caplog.at_level(logging.WARNING, logger="cachecore"):
         assert cache.get("session") is None
         assert cache.get_many("session", "copied", "forever") == [None, None, {"user": "bob"}]
-    messages = warnings_in(caplog)
+    messages = cachecore_warnings(caplog)
     assert len(messages) == 3, messages
     assert all("past the expiry it was signed with" in m for m in messages), messages
     assert raw_get(cache, "session") == saved  # a miss, not a delete
@@ -288,7 +281,7 @@ def test_touch_signs_the_new_expiry(
     with caplog.at_level(logging.WARNING, logger="cachecore"):
         assert cache.touch("forged", 10) is False  # unreadable: a miss, left as it is
     assert raw_get(cache, "forged") == b"!not signed"
-    assert len(warnings_in(caplog)) == 1
+    assert len(cachecore_warnings(caplog)) == 1
 
 
 def test_values_in_the_first_signed_format_read_as_a_miss(
@@ -300,7 +293,7 @@ def test_values_in_the_first_signed_format_read_as_a_miss(
     raw_set(cache, "old", legacy)
     with caplog.at_level(logging.WARNING, logger="cachecore"):
         assert cache.get("old") is None
-    messages = warnings_in(caplog)
+    messages = cachecore_warnings(caplog)
     assert len(messages) == 1 and "signed by an earlier cachecore" in messages[0], messages
     cache.set("old", {"role": "admin"})  # written again: readable
     assert cache.get("old") == {"role": "admin"}
@@ -406,7 +399,7 @@ def test_a_compression_bomb_reads_as_a_miss_within_max_value_size(
     assert results == [None, ["x" * 100_000, None]]
     assert peak < 16 << 20, peak  # the bomb's bytes, and at most ~2 MiB of output
     assert elapsed < 5, elapsed
-    messages = warnings_in(caplog)
+    messages = cachecore_warnings(caplog)
     assert len(messages) == 2, messages  # one per read of the bomb
     assert all("more than max_value_size=1048576" in m for m in messages), messages
 
@@ -424,7 +417,7 @@ def test_the_reported_two_megabyte_zlib_value_is_bounded_by_default(
     del bomb
     results, elapsed, peak = read_bounded(cache, caplog)
     assert results == [None, ["y" * 100_000, None]]
-    assert len(warnings_in(caplog)) == 2
+    assert len(cachecore_warnings(caplog)) == 2
     assert elapsed < 30, elapsed
     assert peak < (512 << 20) + (64 << 20), peak  # the output up to the bound, once
 
@@ -479,7 +472,7 @@ def test_stored_digits_past_the_limit_read_as_a_miss(
     raw_set(cache, "long", b"9" * (LIMIT + 1))
     with caplog.at_level(logging.WARNING, logger="cachecore"):
         assert cache.get("long") is None
-    messages = warnings_in(caplog)
+    messages = cachecore_warnings(caplog)
     assert len(messages) == 1 and f"({LIMIT} digits)" in messages[0], messages
 
 
