@@ -145,7 +145,13 @@ def test_a_near_cache_hit_counts_as_one_hit(server: ServerProcess) -> None:
         time.sleep(0.02)
     else:
         raise AssertionError("no read was served by the near cache")
+    seen = near.invalidations
     cache.set_many({"a": 1, "b": 2, "c": 3})
+    deadline = time.monotonic() + 5
+    while near.invalidations == seen:  # the sets announced (one or more messages)
+        assert time.monotonic() < deadline, "the sets were never announced"
+        time.sleep(0.01)
+    time.sleep(0.1)  # any further message of the same pipeline
     cache.get_many("a", "b", "c")  # three entries in an LRU of two
     final = cache.stats().near_cache
     assert final is not None and final.evictions >= 1
