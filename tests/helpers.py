@@ -9,8 +9,9 @@ that file exists, so every module sees the same list.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
@@ -72,3 +73,20 @@ def cachecore_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
         and r.levelno >= logging.WARNING
         and r.threadName != "cachecore-near-cache"
     ]
+
+
+def near_cache_ready(near: Any) -> None:
+    """Wait (at most 5 s) until a near cache's invalidation connections are up."""
+    deadline = time.monotonic() + 5
+    while not near._ready:
+        assert time.monotonic() < deadline, "near cache never became ready"
+        time.sleep(0.01)
+
+
+def writes_announced(near: Any, seen: int) -> None:
+    """Wait (at most 5 s) until the server has announced writes made after the near cache
+    had seen ``seen`` invalidations: a value fetched earlier would be dropped by them."""
+    deadline = time.monotonic() + 5
+    while near.invalidations == seen:
+        assert time.monotonic() < deadline, "the writes were never announced"
+        time.sleep(0.01)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import near_cache_ready, writes_announced
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -107,18 +107,10 @@ def test_a_near_cache_hit_is_recorded_as_one_hit(server: ServerProcess) -> None:
     near = cache.client
     assert isinstance(near, NearCacheClient)
     cache.get("warm-up")
-    deadline = time.monotonic() + 5
-    while not near._ready:
-        assert time.monotonic() < deadline, "near cache never became ready"
-        time.sleep(0.01)
+    near_cache_ready(near)
     seen = near.invalidations
     cache.set("k", "v")
-    # The server announces the set to the listener: once that has arrived, a value
-    # fetched now stays local (fetched earlier, the announcement would drop it).
-    deadline = time.monotonic() + 5
-    while near.invalidations == seen:
-        assert time.monotonic() < deadline, "the set was never announced"
-        time.sleep(0.01)
+    writes_announced(near, seen)
     cache.get("k")  # from the server, now held locally
     before = _outcomes(reader)[("get", "hit")]
     near_before = _total(reader, "cachecore.near_cache.hits")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import near_cache_ready, writes_announced
 
 import cachecore
 import cachecore.aio
@@ -118,18 +119,10 @@ def test_a_near_cache_hit_counts_as_one_hit(server: ServerProcess) -> None:
     near = cache.client
     assert isinstance(near, NearCacheClient)
     cache.get("warm-up")
-    deadline = time.monotonic() + 5
-    while not near._ready:
-        assert time.monotonic() < deadline, "near cache never became ready"
-        time.sleep(0.01)
+    near_cache_ready(near)
     seen = near.invalidations
     cache.set("k", "v")
-    # The server announces the set to the listener: once that has arrived, a value
-    # fetched now stays local (fetched earlier, the announcement would drop it).
-    deadline = time.monotonic() + 5
-    while near.invalidations == seen:
-        assert time.monotonic() < deadline, "the set was never announced"
-        time.sleep(0.01)
+    writes_announced(near, seen)
     assert cache.get("k") == "v"  # from the server, now held locally
     # Local serving pauses while the listener's liveness is unconfirmed (a loaded
     # machine): try a few reads until one is served locally, each counted as one hit.
@@ -147,10 +140,7 @@ def test_a_near_cache_hit_counts_as_one_hit(server: ServerProcess) -> None:
         raise AssertionError("no read was served by the near cache")
     seen = near.invalidations
     cache.set_many({"a": 1, "b": 2, "c": 3})
-    deadline = time.monotonic() + 5
-    while near.invalidations == seen:  # the sets announced (one or more messages)
-        assert time.monotonic() < deadline, "the sets were never announced"
-        time.sleep(0.01)
+    writes_announced(near, seen)
     time.sleep(0.1)  # any further message of the same pipeline
     cache.get_many("a", "b", "c")  # three entries in an LRU of two
     final = cache.stats().near_cache
