@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from django.core.cache import CacheKeyWarning, caches
 from django.http import HttpRequest, HttpResponse
 from django.test import AsyncClient, override_settings
 from django.urls import path
+from helpers import writes_announced
 
 import cachecore.aio
 from cachecore import BackendError
@@ -198,22 +200,35 @@ def test_async_methods_validate_keys_as_django_does(url: str) -> None:
     asyncio.run(main())
 
 
-def test_key_prefix_key_function_and_near_cache_options(url: str) -> None:
-    options = {} if url.startswith("memory") else {"near_cache": True}
-    cache = backend(
-        url,
-        KEY_PREFIX="shop",
-        KEY_FUNCTION=lambda key, prefix, version: f"{prefix}/{version}/{key}",
-        OPTIONS=options,
-    )
+def test_key_function_applies_and_near_cache_options_are_left_to_sync(url: str) -> None:
+    cache = backend(url, KEY_PREFIX="shop", KEY_FUNCTION=_slash_key)
+    asyncio.run(cache.aset("k", "v"))
+    assert cachecore.from_url(url).get("shop/1/k") == "v"  # the key function made the key
+    if url.startswith("memory"):
+        return  # no near cache on memory://
+    name = f"near-{uuid.uuid4().hex}"
+    for location, options in (
+        (url, {"near_cache": True, "near_cache_size": 10, "client_name": name}),
+        (f"{url}?near_cache=true&near_cache_size=10&client_name={name}x", {}),
+    ):
+        near = backend(location, KEY_PREFIX="near", OPTIONS=options)
+        client = near.cachecore_cache.client
+        try:
+            near.set("n", 1)
+            deadline = time.monotonic() + 5
+            while len(client) == 0:  # until the value is held locally
+                assert near.get("n") == 1 and time.monotonic() < deadline
+                time.sleep(0.01)
+            seen = client.invalidations
+            assert asyncio.run(near.aincr("n")) == 2  # no ConfigurationError
+            writes_announced(client, seen)
+            assert near.get("n") == 2  # the async write invalidated the local copy
+        finally:
+            near.cachecore_cache.close()  # stops the invalidation thread
 
-    async def main() -> None:
-        await cache.aset("k", "v")
-        raw = cachecore.from_url(url.split("?", maxsplit=1)[0])
-        assert raw.get("shop/1/k") == "v"  # the key function made the key
 
-    asyncio.run(main())
-    cache.cachecore_cache.client.close()
+def _slash_key(key: str, prefix: str, version: int) -> str:
+    return f"{prefix}/{version}/{key}"
 
 
 def test_async_methods_run_on_the_asyncio_cache(url: str) -> None:
