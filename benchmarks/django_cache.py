@@ -25,12 +25,11 @@ import statistics
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from time import perf_counter
 from typing import Any
 
 from benchmarks.suite import DEFAULT_SERVER, choose_binary, pin
 from cachecore.bench.harness import measure, paired_ratio
-from cachecore.bench.workloads import SINGLE_KEYS, VALUE_TIMEOUT, Runner, key_names, str_value
+from cachecore.bench.workloads import SINGLE_KEYS, VALUE_TIMEOUT, WORKLOADS, Runner, key_names
 from cachecore.testing.servers import ServerProcess, find_server_binaries
 
 COLUMNS = ("cachecore-redis", "cachecore-valkey", "django", "django-redis")
@@ -80,40 +79,15 @@ def make_backends(url: str, prefix: str) -> dict[str, Any]:
     }
 
 
-def get_runner(cache: Any) -> Runner:
-    """``cache.get(k)`` of a stored 32-character str, cycling over SINGLE_KEYS keys."""
-    keys = key_names("dget", SINGLE_KEYS)
-    cache.set_many({k: str_value(i) for i, k in enumerate(keys)})
-    if cache.get(keys[-1]) != str_value(SINGLE_KEYS - 1):
-        raise RuntimeError(f"{cache!r}: get returned a wrong value")
-    get = cache.get
-
-    def run(n: int) -> float:
-        batch = keys[:n]
-        start = perf_counter()
-        for key in batch:
-            get(key)
-        return perf_counter() - start
-
-    return run
+def _cache_api_runner(row: str) -> Callable[[Any], Runner]:
+    """The repository benchmark's runner of ``row`` (:data:`WORKLOADS`), which drives
+    anything with the cache API's call shapes: ``get(k)``, ``set(k, v)`` (the backend's
+    default timeout) and, for setup, ``set_many(dict)``."""
+    build = next(w.cache_runner for w in WORKLOADS if w.name == row)
+    return lambda cache: build(cache, None, "")
 
 
-def set_runner(cache: Any) -> Runner:
-    """``cache.set(k, str)`` with the default timeout, cycling over SINGLE_KEYS keys."""
-    keys = key_names("dset", SINGLE_KEYS)
-    values = [str_value(i) for i in range(SINGLE_KEYS)]
-    set_ = cache.set
-
-    def run(n: int) -> float:
-        start = perf_counter()
-        for key, value in zip(keys[:n], values[:n], strict=True):
-            set_(key, value)
-        return perf_counter() - start
-
-    return run
-
-
-RUNNERS: dict[str, Callable[[Any], Runner]] = {"get": get_runner, "set": set_runner}
+RUNNERS: dict[str, Callable[[Any], Runner]] = {row: _cache_api_runner(row) for row in ROWS}
 
 
 def run_rows(
@@ -188,9 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results = run_rows(backends, args.rounds, args.slice)
         finally:
             for cache in backends.values():
-                cache.delete_many(
-                    [*key_names("dget", SINGLE_KEYS), *key_names("dset", SINGLE_KEYS)]
-                )
+                cache.delete_many([k for row in ROWS for k in key_names(row, SINGLE_KEYS)])
     print(f"Django cache backends on {where_text}; {args.rounds} rounds x {args.slice} s")
     print(format_table(results))
     print(json.dumps({"django": [asdict(r) for r in results]}))

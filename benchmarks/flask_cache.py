@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         finally:
             for cache in caches.values():
-                cache.delete_many(key_names("dget", SINGLE_KEYS))
+                cache.delete_many(key_names("get", SINGLE_KEYS))
     print(f"Flask-Caching backends on {where_text}; {args.rounds} rounds x {args.slice} s")
     print(django_cache.format_table(results))
     print(json.dumps({"flask": [asdict(r) for r in results]}))

@@ -197,3 +197,31 @@ def test_bench_unreachable_server_exits_1(capsys: Any) -> None:
     err = capsys.readouterr().err
     assert "cannot reach redis://127.0.0.1:1/0" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("module", ["django_cache", "flask_cache"])
+def test_framework_benchmarks_run_and_clean_up(
+    module: str,
+    cachecore_server_binaries: list[ServerBinary],
+    cachecore_servers: ServerPool,
+    capsys: Any,
+) -> None:
+    """``python -m benchmarks.django_cache`` / ``benchmarks.flask_cache`` with tiny rounds:
+    every column measured, a ratio per cachecore column and baseline, no key left."""
+    import importlib
+
+    server = _newest_valkey(cachecore_server_binaries, cachecore_servers)
+    bench = importlib.import_module(f"benchmarks.{module}")
+    url = server.url("redis", db=5)
+    assert bench.main(["--url", url, "--rounds", "2", "--slice", "0.01"]) == 0
+    out = capsys.readouterr().out
+    (document,) = json.loads(out.splitlines()[-1]).values()
+    assert [row["row"] for row in document] == (
+        ["get", "set"] if module == "django_cache" else ["get"]
+    )
+    for row in document:
+        assert set(row["ops"]) == set(bench.COLUMNS) and all(v > 0 for v in row["ops"].values())
+        ours = [c for c in bench.COLUMNS if c.startswith("cachecore")]
+        assert len(row["ratios"]) == len(ours) * len(bench.BASELINES)
+    assert "| get |" in out
+    assert server.client(db=5).dbsize() == 0  # every benchmark key deleted

@@ -377,24 +377,6 @@ def test_touch_and_inc_existing(url: str, server: ServerProcess) -> None:
         cache.inc_existing("k", 1.5)  # type: ignore[arg-type]
 
 
-# -- the benchmark rows ----------------------------------------------------------------
-
-
-def test_benchmark_rows_measure_every_backend(server: ServerProcess) -> None:
-    from benchmarks import django_cache
-
-    backends = django_cache.make_backends(server.url("redis", db=4), "bench-test:")
-    try:
-        results = django_cache.run_rows(backends, rounds=1, slice_seconds=0.01)
-    finally:
-        server.client(db=4).flushdb()
-    assert [r.row for r in results] == ["get", "set"]
-    for result in results:
-        assert set(result.ops) == set(django_cache.COLUMNS)
-        assert len(result.ratios) == 4 and all(v > 0 for v in result.ratios.values())
-    assert "| get |" in django_cache.format_table(results)
-
-
 # -- imports ---------------------------------------------------------------------------
 
 

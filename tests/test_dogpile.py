@@ -33,6 +33,7 @@ from helpers import absent_reason, cachecore_warnings
 
 import cachecore
 from cachecore import BackendError
+from cachecore.circuit_breaker import CircuitOpenError
 from cachecore.contrib.dogpile import CachecoreBackend, CachecoreMutex
 from cachecore.testing.pytest_plugin import ServerPool
 from cachecore.testing.servers import ServerBinary, ServerProcess, newest_server_binary
@@ -321,3 +322,19 @@ def test_values_of_dogpile_cache_redis_are_recreated(
     assert new.get("page") is NO_VALUE
     assert any("cannot decode" in m for m in cachecore_warnings(caplog))
     assert new.get_or_create("page", lambda: "new value") == "new value"
+
+
+def test_the_lock_goes_through_the_caches_transport(stopped: ServerProcess) -> None:
+    # The circuit breaker wraps the transport: once open, the lock must not reach the
+    # server either (a lock sent on the raw client would fail with ConnectionError).
+    url = stopped.url("valkey") + "?circuit_breaker_threshold=1&circuit_breaker_reset=60"
+    region = make_region().configure("cachecore", arguments={"url": url, "raise_errors": True})
+    with pytest.raises(BackendError):
+        region.get("k")  # the fault that opens the breaker
+    mutex = region.backend.get_mutex("k")
+    with pytest.raises(BackendError) as raised:
+        mutex.acquire()
+    assert isinstance(raised.value.__cause__, CircuitOpenError)
+    with pytest.raises(BackendError) as raised:
+        mutex.locked()
+    assert isinstance(raised.value.__cause__, CircuitOpenError)

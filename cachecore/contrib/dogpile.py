@@ -36,19 +36,13 @@ from dogpile.cache.region import value_version
 
 from cachecore.config import from_url, get_cache
 from cachecore.errors import BackendError, ConfigurationError
+from cachecore.memo.steps import RELEASE_SCRIPT
 from cachecore.options import KNOWN_OPTIONS
-from cachecore.redis_base import BaseRedisCache, client_errors
+from cachecore.redis_base import BaseRedisCache
 
 __all__ = ["CachecoreBackend", "CachecoreMutex"]
 
 log = logging.getLogger("cachecore")
-
-_RELEASE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-"""Delete the lock only if it still holds our token: a lock that timed out and was
-taken by another process is never released by the old owner."""
 
 _DOGPILE_ARGUMENTS = {
     "url",
@@ -73,8 +67,11 @@ def _positive(name: str, value: Any, allow_zero: bool = False) -> float:
 
 class CachecoreMutex(CacheMutex):
     """A lock on the server for one dogpile key: ``SET lock token NX PX timeout`` with a
-    random token; released by its owner alone (a compare-and-delete Lua script). After
-    ``timeout`` seconds the server drops it, so a crashed owner blocks nobody for longer.
+    random token; released by its owner alone (the compare-and-delete script of
+    :mod:`cachecore.memo`'s lock). After ``timeout`` seconds the server drops it, so a
+    crashed owner blocks nobody for longer. Commands go through the cache's transport
+    (:attr:`~cachecore.BaseRedisCache.transport`), so any client library, the circuit
+    breaker and cluster routing apply.
 
     On a backend fault (server down) ``acquire`` logs a warning and returns True: the
     caller goes on creating the value without cross-process coordination, as it would
@@ -112,11 +109,12 @@ class CachecoreMutex(CacheMutex):
         :raises BackendError: on a fault, with the cache's ``raise_errors``.
         """
         token = secrets.token_hex(16).encode()
-        client = self._cache.client
+        transport = self._cache.transport
         while True:
             try:
-                taken = client.set(self._name, token, nx=True, px=self._timeout_ms)
-            except client_errors() as exc:
+                # Sent once: a SET NX re-sent after it took the lock would find it taken.
+                taken = transport.send_once("SET", self._name, token, "NX", "PX", self._timeout_ms)
+            except transport.errors as exc:
                 self._fault("acquire", exc)
                 self._token = None
                 return True
@@ -136,9 +134,10 @@ class CachecoreMutex(CacheMutex):
         token, self._token = self._token, None
         if token is None:  # acquired during a fault: nothing was taken
             return
+        transport = self._cache.transport
         try:
-            deleted = self._cache.client.eval(_RELEASE_SCRIPT, 1, self._name, token)
-        except client_errors() as exc:
+            deleted = transport.send("EVAL", RELEASE_SCRIPT, 1, self._name, token)
+        except transport.errors as exc:
             self._fault("release", exc)
             return
         if not deleted:
@@ -152,9 +151,10 @@ class CachecoreMutex(CacheMutex):
 
     def locked(self) -> bool:
         """Whether anyone holds the lock now; False on a fault."""
+        transport = self._cache.transport
         try:
-            return bool(self._cache.client.exists(self._name))
-        except client_errors() as exc:
+            return bool(transport.send("EXISTS", self._name))
+        except transport.errors as exc:
             self._fault("locked", exc)
             return False
 
