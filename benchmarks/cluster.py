@@ -141,7 +141,9 @@ def start_cluster(binary: ServerBinary) -> tuple[ClusterProcess | None, str]:
 
 @dataclass(frozen=True)
 class ClusterRow:
-    """One workload of one plugin: single server vs cluster."""
+    """One workload of one plugin: cachecore on the single server vs on the cluster
+    (``ratio``), and, for the rows of :data:`RAW_CLUSTER`, cachecore on the cluster vs
+    the raw cluster client doing the same work (``vs_raw``, against ``goal``)."""
 
     workload: str
     plugin: str
@@ -150,9 +152,18 @@ class ClusterRow:
     ratio: float
     spread: float
     unit: str = "ops/s"
+    raw: float | None = None
+    vs_raw: float | None = None
+    vs_raw_spread: float = 0.0
+    goal: float | None = None
+
+    @property
+    def met(self) -> bool:
+        """Whether the ratio to the raw cluster client reaches the goal (True without one)."""
+        return self.vs_raw is None or self.goal is None or self.vs_raw >= self.goal
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        row: dict[str, Any] = {
             "workload": self.workload,
             "plugin": self.plugin,
             "unit": self.unit,
@@ -161,6 +172,15 @@ class ClusterRow:
             "cluster_over_single": round(self.ratio, 3),
             "spread": round(self.spread, 3),
         }
+        if self.raw is not None and self.vs_raw is not None:
+            row |= {
+                "raw_cluster": round(self.raw),
+                "cluster_over_raw_cluster": round(self.vs_raw, 3),
+                "vs_raw_spread": round(self.vs_raw_spread, 3),
+                "goal": self.goal,
+                "met": self.met,
+            }
+        return row
 
 
 @dataclass
