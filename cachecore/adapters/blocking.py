@@ -15,8 +15,10 @@ their API, such as fakeredis' or a third-party plugin's).
   checks nobody started watching the client since (an instrumentation library patching
   ``execute_command`` or ``Pipeline.execute``, redis-py's metrics switched on): then
   that call goes through the public API.
-* :class:`ClusterTransport` sends through a cluster client and keeps the live nodes
-  answering a batch when one node refuses connections.
+* :class:`ClusterTransport` serves a cluster client: keyed commands go straight to the
+  key's node through that node's :class:`PooledTransport` (the client's own slot map
+  and node clients; redirections and refused nodes go back to the client's public
+  API), and it keeps the live nodes answering a batch when one node refuses connections.
 
 :func:`transport_for` picks.
 """
