@@ -420,6 +420,49 @@ def test_the_fast_path_follows_a_slot_that_moved(
         cluster.close()
 
 
+def test_a_hung_node_costs_one_timeout_and_fails_the_batch(
+    deployment: tuple[ServerBinary, str],
+    cachecore_cluster: DeploymentPool[ClusterProcess],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A frozen primary (SIGSTOP): a multi-key call that needs it fails as a whole with
+    its fault value and one warning, after one socket timeout, not two; a key on a
+    live node still reads."""
+    binary, scheme = deployment
+    cluster = cachecore_cluster(binary, fresh=True, replicas_per_primary=0)
+    timeout = 0.5
+    try:
+        url = cluster.url(f"{scheme}+cluster") + f"?socket_timeout={timeout}"
+        cache = cachecore.from_url(url, key_prefix="hung:")
+        mapping = {f"k{i}": i for i in range(30)}
+        assert cache.set_many(mapping) == list(mapping)
+        victim = cluster.primaries()[0]
+        victim_slots = cluster.slots_of(victim)
+        keyslot = cache._write_client.keyslot
+        live = next(
+            k for k in mapping if not any(a <= keyslot(cache._key(k)) <= b for a, b in victim_slots)
+        )
+        victim.pause()
+        try:
+            for call, fault in (
+                (lambda: cache.get_many(*mapping), [None] * len(mapping)),
+                (lambda: cache.set_many(mapping), []),
+            ):
+                caplog.clear()
+                started = time.monotonic()
+                with caplog.at_level(logging.WARNING, logger="cachecore"):
+                    assert call() == fault
+                elapsed = time.monotonic() - started
+                assert timeout * 0.9 <= elapsed < timeout * 1.9, elapsed
+                messages = [r.getMessage() for r in caplog.records if r.name == "cachecore"]
+                assert len(messages) == 1, messages
+            assert cache.get(live) == mapping[live]
+        finally:
+            victim.resume()
+    finally:
+        cluster.close()
+
+
 def test_a_watched_cluster_client_gets_every_call(
     cluster: ClusterProcess, deployment: tuple[ServerBinary, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

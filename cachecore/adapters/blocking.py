@@ -299,7 +299,7 @@ class ClusterTransport(ClientTransport):
     ``CLUSTERDOWN``, ``CROSSSLOT``), or a node refusing the connection, is sent again
     through the cluster client's public API, which refreshes its slot map and retries
     as it always does. A timeout is not sent again: a hung node costs one socket
-    timeout. ``send_once`` (commands that must not run twice), commands without a key,
+    timeout, and a batch it was part of raises it (as the client's pipeline does). ``send_once`` (commands that must not run twice), commands without a key,
     and clients watched by instrumentation always take the public API.
 
     **Public API.** The cluster client's pipeline gives up on every node when one node
@@ -392,6 +392,11 @@ class ClusterTransport(ClientTransport):
             for index, result in zip(indexes, results, strict=True):
                 if isinstance(result, self._refused) or self._redirected(result):
                     again.append(index)
+                elif isinstance(result, self.failures):
+                    # A node timed out: the call fails as a whole, as through the
+                    # client's pipeline (sending its share again would cost a second
+                    # timeout).
+                    raise result
                 else:
                     replies[index] = result
         if again:
