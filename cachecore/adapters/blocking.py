@@ -299,8 +299,9 @@ class ClusterTransport(ClientTransport):
     ``CLUSTERDOWN``, ``CROSSSLOT``), or a node refusing the connection, is sent again
     through the cluster client's public API, which refreshes its slot map and retries
     as it always does. A timeout is not sent again: a hung node costs one socket
-    timeout, and a batch it was part of raises it (as the client's pipeline does). ``send_once`` (commands that must not run twice), commands without a key,
-    and clients watched by instrumentation always take the public API.
+    timeout, and a batch it was part of raises it (as the client's pipeline does).
+    ``send_once`` (commands that must not run twice), commands without a key, and
+    clients watched by instrumentation always take the public API.
 
     **Public API.** The cluster client's pipeline gives up on every node when one node
     refuses the connection: then each node gets its share on its own, so the healthy
@@ -338,7 +339,8 @@ class ClusterTransport(ClientTransport):
         )
 
     def _node_transport(self, key: Any) -> PooledTransport | None:
-        """The fast transport of ``key``'s primary, or None (the public API then)."""
+        """The fast transport of ``key``'s primary, or None (the public API then).
+        Whether its node client is watched is for the caller to check."""
         try:
             node = self._node_of_key(key)
         except self.errors:  # a slot no node covers (yet): the client explains
@@ -352,8 +354,6 @@ class ClusterTransport(ClientTransport):
                 return None
             transport = PooledTransport(client, library)
             self._node_transports[node.name] = transport
-        if transport._watched():
-            return None
         return transport
 
     def _redirected(self, reply: Any) -> bool:
@@ -365,7 +365,7 @@ class ClusterTransport(ClientTransport):
         if not self._fast or command[0] not in KEYED_COMMANDS or self._watched():
             return self.client.execute_command(*command)
         node = self._node_transport(command[1])
-        if node is None:
+        if node is None or node._watched():
             return self.client.execute_command(*command)
         try:
             return node.exchange_once(command)
@@ -386,11 +386,15 @@ class ClusterTransport(ClientTransport):
             if node is None:
                 return self._public_batch(commands)
             by_node.setdefault(id(node), (node, []))[1].append(index)
+        if any(node._watched() for node, _ in by_node.values()):
+            return self._public_batch(commands)
         replies: list[Any] = [None] * len(commands)
         again: list[int] = []
         for indexes, results in _exchange_on_nodes(commands, list(by_node.values())):
             for index, result in zip(indexes, results, strict=True):
-                if isinstance(result, self._refused) or self._redirected(result):
+                if not isinstance(result, BaseException):
+                    replies[index] = result
+                elif isinstance(result, self._refused) or self._redirected(result):
                     again.append(index)
                 elif isinstance(result, self.failures):
                     # A node timed out: the call fails as a whole, as through the
