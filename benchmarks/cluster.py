@@ -19,7 +19,19 @@ from time import perf_counter
 from typing import Any
 
 from cachecore.bench.harness import paired_ratio
-from cachecore.bench.workloads import WORKLOADS, Workload, populate
+from cachecore.bench.workloads import (
+    MANY_KEYS,
+    SINGLE_KEYS,
+    VALUE_TIMEOUT,
+    WORKLOADS,
+    RawRunnerFactory,
+    Runner,
+    Workload,
+    fill_raw,
+    key_names,
+    populate,
+    str_value,
+)
 from cachecore.testing.cluster import ClusterProcess
 from cachecore.testing.servers import ServerBinary
 
@@ -33,6 +45,76 @@ TAG_SUFFIX = "/tag"
 
 PRIMARIES = 3
 REPLICAS_PER_PRIMARY = 1
+
+
+def _raw_pipeline_get_many_str(client: Any, prefix: str, key_count: int = SINGLE_KEYS) -> Runner:
+    """The raw cluster baseline of ``get_many[str]``: one ``GET`` a key through the
+    cluster client's pipeline (a plain MGET is refused across slots), values decoded."""
+    keys = [prefix + k for k in key_names("gms", MANY_KEYS)]
+    fill_raw(client, {k: str_value(i) for i, k in enumerate(keys)})
+    pipeline = client.pipeline
+
+    def run(n: int) -> float:
+        start = perf_counter()
+        for _ in range(n):
+            pipe = pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+            [None if v is None else v.decode() for v in pipe.execute()]
+        return perf_counter() - start
+
+    return run
+
+
+@dataclass(frozen=True)
+class RawClusterBaseline:
+    """What the raw cluster client does for one cluster row, and the goal of
+    cachecore-on-the-cluster / that."""
+
+    op: str
+    goal: float
+    runner: RawRunnerFactory
+
+
+def _main_raw(name: str) -> RawRunnerFactory:
+    return {w.name: w for w in WORKLOADS}[name].raw_runner
+
+
+RAW_CLUSTER: dict[str, RawClusterBaseline] = {
+    "get": RawClusterBaseline("cluster.get(k).decode()", 0.98, _main_raw("get")),
+    "set": RawClusterBaseline(f"cluster.set(k, str, ex={VALUE_TIMEOUT})", 0.98, _main_raw("set")),
+    "get_many[str]": RawClusterBaseline(
+        f"p = cluster.pipeline(); p.get(k) x{MANY_KEYS}; [v.decode() for v in p.execute()]",
+        1.0,
+        _raw_pipeline_get_many_str,
+    ),
+    "set_many": RawClusterBaseline(
+        f"p = cluster.pipeline(); p.set(k, v, ex={VALUE_TIMEOUT}) x{MANY_KEYS}; p.execute()",
+        1.0,
+        _main_raw("set_many"),
+    ),
+    "delete_many": RawClusterBaseline(
+        f"p = cluster.pipeline(); p.delete(k) x{MANY_KEYS}; p.execute()",
+        1.0,
+        _main_raw("delete_many"),
+    ),
+}
+"""The raw cluster client's baseline of each untagged cluster row (issue: single-key
+calls >= 0.98x the raw cluster client, multi-key calls across ~100 slots >= 1.0x its
+pipeline doing the same work). The single-key and set/delete baselines are the main
+rows' own raw runners, run on the cluster client."""
+
+
+def raw_cluster_client(cache_client: Any, host: str, port: int) -> Any:
+    """A plain cluster client of ``cache_client``'s library (``RedisCluster`` or
+    ``ValkeyCluster``, the library's class with its defaults, not cachecore's subclass)
+    on the seed node ``host:port``: the raw column's client."""
+    for cls in type(cache_client).__mro__:
+        if cls.__module__ in ("redis.cluster", "valkey.cluster") and cls.__name__.endswith(
+            "Cluster"
+        ):
+            return cls(host=host, port=port)
+    raise TypeError(f"{type(cache_client).__name__} is no redis-py-style cluster client")
 
 
 def workloads(tagged: bool = False) -> list[Workload]:
@@ -59,7 +141,9 @@ def start_cluster(binary: ServerBinary) -> tuple[ClusterProcess | None, str]:
 
 @dataclass(frozen=True)
 class ClusterRow:
-    """One workload of one plugin: single server vs cluster."""
+    """One workload of one plugin: cachecore on the single server vs on the cluster
+    (``ratio``), and, for the rows of :data:`RAW_CLUSTER`, cachecore on the cluster vs
+    the raw cluster client doing the same work (``vs_raw``, against ``goal``)."""
 
     workload: str
     plugin: str
@@ -68,9 +152,18 @@ class ClusterRow:
     ratio: float
     spread: float
     unit: str = "ops/s"
+    raw: float | None = None
+    vs_raw: float | None = None
+    vs_raw_spread: float = 0.0
+    goal: float | None = None
+
+    @property
+    def met(self) -> bool:
+        """Whether the ratio to the raw cluster client reaches the goal (True without one)."""
+        return self.vs_raw is None or self.goal is None or self.vs_raw >= self.goal
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        row: dict[str, Any] = {
             "workload": self.workload,
             "plugin": self.plugin,
             "unit": self.unit,
@@ -79,6 +172,15 @@ class ClusterRow:
             "cluster_over_single": round(self.ratio, 3),
             "spread": round(self.spread, 3),
         }
+        if self.raw is not None and self.vs_raw is not None:
+            row |= {
+                "raw_cluster": round(self.raw),
+                "cluster_over_raw_cluster": round(self.vs_raw, 3),
+                "vs_raw_spread": round(self.vs_raw_spread, 3),
+                "goal": self.goal,
+                "met": self.met,
+            }
+        return row
 
 
 @dataclass

@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.clear import LATENCY_GOAL_MS, SPEED_GOAL, ClearResult
-from benchmarks.cluster import CLUSTER_WORKLOADS, TAG_SUFFIX, TAGGED_WORKLOADS, ClusterOutcome
+from benchmarks.cluster import (
+    CLUSTER_WORKLOADS,
+    RAW_CLUSTER,
+    TAG_SUFFIX,
+    TAGGED_WORKLOADS,
+    ClusterOutcome,
+)
 from benchmarks.near import HOT_KEYS, LAG_GAP, NEAR_WORKLOADS, LagResult, NearResult
 
 CACHELIB_EQUAL = 0.99
@@ -249,18 +255,29 @@ def cluster_section(outcome: ClusterOutcome, clear_rounds: int) -> list[str]:
     lines += [f"  note: {note}" for note in outcome.notes]
     for plugin, client in outcome.clients.items():
         lines.append(
-            f"  plugin {plugin}: {plugin}:// vs {plugin}+cluster:// ({client}); "
-            "ratio = cluster / single"
+            f"  plugin {plugin}: {plugin}:// vs {plugin}+cluster:// ({client}) vs the raw "
+            "cluster client; cluster/single and cluster/raw ratios"
         )
         lines.append(
-            f"  {'workload':<18}{'single':>12}{'cluster':>12}{'cluster/single':>16}{'±':>6}  unit"
+            f"  {'workload':<18}{'single':>10}{'cluster':>10}{'raw clu.':>10}"
+            f"{'clu/single':>11}{'±':>6}{'clu/raw':>9}{'±':>6}{'goal':>7}  unit"
         )
         for r in outcome.rows:
             if r.plugin != plugin:
                 continue
+            raw = vs_raw = spread = goal = ""
+            if r.raw is not None and r.vs_raw is not None:
+                raw, vs_raw, spread = (
+                    f"{r.raw:,.0f}",
+                    _fmt_ratio(r.vs_raw),
+                    f"{r.vs_raw_spread:.2f}",
+                )
+                goal = "" if r.goal is None else f"{r.goal:.2f}x"
+                goal += "" if r.met else " NOT MET"
             lines.append(
-                f"  {r.workload:<18}{r.single:>12,.0f}{r.cluster:>12,.0f}"
-                f"{_fmt_ratio(r.ratio):>16}{r.spread:>6.2f}  {r.unit}"
+                f"  {r.workload:<18}{r.single:>10,.0f}{r.cluster:>10,.0f}{raw:>10}"
+                f"{_fmt_ratio(r.ratio):>11}{r.spread:>6.2f}{vs_raw:>9}{spread:>6}{goal:>7}"
+                f"  {r.unit}"
             )
     lines.append(
         f"  clear: {clear_rounds} rounds, median keys/s; keys written untimed by pipelined "
@@ -281,6 +298,10 @@ def cluster_definitions() -> list[str]:
         "100 keys share one slot: one MGET / UNLINK to one node (set_many: one pipeline)",
         "  clear: clear() of the keys under one prefix (single: pipelined SCAN + UNLINK; "
         "cluster: the same on every primary, UNLINK per slot)",
+        "  raw clu. = the library's own cluster client (RedisCluster / ValkeyCluster with "
+        "its defaults) on the same cluster, interleaved with the other columns; "
+        "clu/raw = cachecore on the cluster / that:",
+        *(f"    {name:<16} {b.op} (goal {b.goal:.2f}x)" for name, b in RAW_CLUSTER.items()),
     ]
 
 

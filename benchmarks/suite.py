@@ -496,8 +496,9 @@ def measure_lags(
     ]
 
 
-ClusterSetup = tuple[PluginSetup, BaseRedisCache]
-"""A plugin and its cache on the cluster (no key prefix: clone it with one)."""
+ClusterSetup = tuple[PluginSetup, BaseRedisCache, Any]
+"""A plugin, its cache on the cluster (no key prefix: clone it with one), and the raw
+cluster client of its library (:func:`benchmarks.cluster.raw_cluster_client`)."""
 
 
 def _with_prefix(cache: BaseRedisCache, prefix: str) -> BaseRedisCache:
@@ -541,21 +542,24 @@ def run_cluster(
             except cachecore.UnknownBackendError:
                 outcome.notes.append(f"{p.name}: no {p.name}+cluster:// backend, skipped")
                 continue
-            setups.append((p, cache))
+            seed = cluster.primaries()[0]
+            raw = cluster_mod.raw_cluster_client(cache.client, "127.0.0.1", seed.port)
+            setups.append((p, cache, raw))
             library = p.client_label.split(" (")[0]
             outcome.clients[p.name] = f"{library} {type(cache.client).__name__}"
         for workload in cluster_mod.workloads():
             outcome.rows += run_cluster_workload(workload, setups, mode, clock)
         for workload in cluster_mod.workloads(tagged=True):
             outcome.rows += run_cluster_workload(workload, setups, mode, clock, tagged=True)
-        for p, cache in setups:
+        for p, cache, _ in setups:
             p.cache_with_prefix(prefix).clear()
             _with_prefix(cache, prefix).clear()
         if mode.cluster_clear_keys:
             outcome.rows += run_cluster_clear(setups, mode, clock, outcome.notes)
     finally:
-        for _, cache in setups:
+        for _, cache, raw in setups:
             cache.close()
+            raw.close()
         cluster.close()
     return outcome
 
@@ -567,10 +571,12 @@ def run_cluster_workload(
     clock: Clock,
     tagged: bool = False,
 ) -> list[cluster_mod.ClusterRow]:
-    """``workload`` on each plugin's single server and cluster, interleaved. ``tagged``:
-    the key prefix is a hash tag (``{...}:``), so every key lands in one slot."""
+    """``workload`` on each plugin's single server and cluster, and (untagged rows of
+    :data:`benchmarks.cluster.RAW_CLUSTER`) the raw cluster client's baseline, interleaved.
+    ``tagged``: the key prefix is a hash tag (``{...}:``), so every key lands in one slot."""
     columns: dict[str, Runner] = {}
-    for p, cache in setups:
+    baseline = None if tagged else cluster_mod.RAW_CLUSTER.get(workload.name)
+    for p, cache, raw in setups:
         if tagged:
             single_prefix = f"{p.prefix}{{clu-1{p.name[0]}}}:"
             cluster_prefix = f"{p.prefix}{{clu-c{p.name[0]}}}:"
@@ -583,6 +589,8 @@ def run_cluster_workload(
         columns[f"{p.name}/cluster"] = workload.cache_runner(
             _with_prefix(cache, cluster_prefix), cache.client, cluster_prefix
         )
+        if baseline is not None:
+            columns[f"{p.name}/raw"] = baseline.runner(raw, p.column_prefix("raw", "clu-c"))
     name = workload.name + (cluster_mod.TAG_SUFFIX if tagged else "")
     samples = measure(
         columns,
@@ -591,9 +599,13 @@ def run_cluster_workload(
         on_cell=lambda: clock.step(f"cluster {name}"),
     )
     rows = []
-    for p, _ in setups:
+    for p, _, _ in setups:
         single, on_cluster = samples[f"{p.name}/single"], samples[f"{p.name}/cluster"]
         ratio, spread = paired_ratio(on_cluster, single)
+        raw_samples = samples.get(f"{p.name}/raw")
+        vs_raw = vs_raw_spread = None
+        if raw_samples is not None:
+            vs_raw, vs_raw_spread = paired_ratio(on_cluster, raw_samples)
         rows.append(
             cluster_mod.ClusterRow(
                 name,
@@ -602,6 +614,10 @@ def run_cluster_workload(
                 statistics.median(on_cluster),
                 ratio,
                 spread,
+                raw=None if raw_samples is None else statistics.median(raw_samples),
+                vs_raw=vs_raw,
+                vs_raw_spread=vs_raw_spread or 0.0,
+                goal=None if baseline is None else baseline.goal,
             )
         )
     return rows
@@ -611,7 +627,7 @@ def run_cluster_clear(
     setups: Sequence[ClusterSetup], mode: Mode, clock: Clock, notes: list[str]
 ) -> list[cluster_mod.ClusterRow]:
     cells: list[cluster_mod.ClearCell] = []
-    for p, cache in setups:
+    for p, cache, _ in setups:
         single_prefix = p.column_prefix("cachecore", "clu-clear-1")
         cluster_prefix = p.column_prefix("cachecore", "clu-clear-c")
         cells.append(
@@ -631,7 +647,7 @@ def run_cluster_clear(
     for cell in cells:
         if cell.leftover:
             notes.append(f"{cell.plugin} {cell.where}: clear() left {cell.leftover} keys!")
-    return [cluster_mod.clear_row(p.name, cells, count) for p, _ in setups]
+    return [cluster_mod.clear_row(p.name, cells, count) for p, _, _ in setups]
 
 
 def baseline_lines(workloads: Sequence[Workload]) -> list[str]:
@@ -723,7 +739,7 @@ class Plan:
             steps += 2 * 2 * count  # idle and busy lag, pinned and unpinned
         if self.cluster:
             rows = len(cluster_mod.CLUSTER_WORKLOADS) + len(cluster_mod.TAGGED_WORKLOADS)
-            timed += rows * mode.section_rounds * 2 * count
+            timed += (rows * 2 + len(cluster_mod.RAW_CLUSTER)) * mode.section_rounds * count
             steps += mode.clear_rounds * 2 * count if mode.cluster_clear_keys else 0
         return timed, timed + steps
 
@@ -860,6 +876,8 @@ def emit(
     failed += [f"{c.plugin}/clear" for c in clears if not c.met]
     if near is not None:
         failed += [f"{r.plugin}/{r.workload}" for r in near.results if not r.met]
+    if outcome.cluster is not None:
+        failed += [f"{r.plugin}/cluster {r.workload}" for r in outcome.cluster.rows if not r.met]
     out.append("")
     out.append("goals: all met" if not failed else "goals NOT met: " + ", ".join(failed))
     print("\n".join(out))

@@ -225,3 +225,51 @@ def test_framework_benchmarks_run_and_clean_up(
         assert len(row["ratios"]) == len(ours) * len(bench.BASELINES)
     assert "| get |" in out
     assert server.client(db=5).dbsize() == 0  # every benchmark key deleted
+
+
+def test_cluster_section_compares_with_the_raw_cluster_client(
+    cachecore_server_binaries: list[ServerBinary],
+    cachecore_servers: ServerPool,
+    cachecore_cluster: Any,
+) -> None:
+    """The repository benchmark's cluster rows run (one short round each) and carry a
+    cluster/raw-cluster ratio against its goal for every row the issue names."""
+    from benchmarks import cluster as cluster_mod
+    from benchmarks import report, suite
+
+    server = _newest_valkey(cachecore_server_binaries, cachecore_servers)
+    cluster = cachecore_cluster(server.binary)
+    cluster.flush()
+    prefix = f"cachecore-bench:{uuid.uuid4().hex[:6]}:"
+    plugin = suite.build_plugin("valkey", server.url("valkey"), prefix)
+    assert plugin is not None
+    cache = cachecore.from_url(cluster.url("valkey+cluster"), raise_errors=True)
+    raw = cluster_mod.raw_cluster_client(cache.client, "127.0.0.1", cluster.primaries()[0].port)
+    assert type(raw).__module__ == "valkey.cluster"  # the library's own class, not cachecore's
+    mode = suite.Mode(rounds=1, slice_seconds=0.005, clear_keys=0, clear_rounds=1, section_rounds=1)
+    outcome = cluster_mod.ClusterOutcome(clients={"valkey": "valkey-py ValkeyCluster"})
+    try:
+        for workload in cluster_mod.workloads():
+            outcome.rows += suite.run_cluster_workload(
+                workload, [(plugin, cache, raw)], mode, suite.Clock(1)
+            )
+        tagged_workload = cluster_mod.workloads(tagged=True)[0]
+        outcome.rows += suite.run_cluster_workload(
+            tagged_workload, [(plugin, cache, raw)], mode, suite.Clock(1), tagged=True
+        )
+    finally:
+        suite._with_prefix(cache, prefix).clear()
+        plugin.cache_with_prefix(prefix).clear()
+        cache.close()
+        raw.close()
+        plugin.cache.close()
+    by_name = {row.workload: row for row in outcome.rows}
+    for name, baseline in cluster_mod.RAW_CLUSTER.items():
+        row = by_name[name]
+        assert row.goal == baseline.goal
+        assert row.raw is not None and row.raw > 0 and row.vs_raw is not None
+        assert row.as_json()["cluster_over_raw_cluster"] == round(row.vs_raw, 3)
+    tagged = by_name["get_many[str]/tag"]
+    assert tagged.raw is None and tagged.met  # no raw baseline for the one-slot rows
+    table = "\n".join(report.cluster_section(outcome, 1))
+    assert "clu/raw" in table and "get_many[str]" in table

@@ -366,6 +366,123 @@ def test_multi_key_calls_reach_the_nodes_that_are_up(
         cluster.close()
 
 
+# -- the fast path: slot moves and instrumentation ----------------------------------------
+
+
+def _move_slot(cluster: ClusterProcess, slot: int, *, finish: bool) -> None:
+    """Migrate every key of ``slot`` to another primary (MIGRATING / IMPORTING, MIGRATE);
+    with ``finish``, give the slot to that primary on every node, else leave it migrating
+    (the source then answers ASK for the keys it no longer holds)."""
+    source = cluster.node_for_slot(slot)
+    target = next(p for p in cluster.primaries() if p.port != source.port)
+    with source.admin_client() as src, target.admin_client() as dst:
+        source_id = str(src.execute_command("CLUSTER", "MYID"))
+        target_id = str(dst.execute_command("CLUSTER", "MYID"))
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        src.execute_command("MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys)
+        if not finish:
+            return
+    for node in cluster.primaries():
+        with node.admin_client() as client:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+@pytest.mark.parametrize("finish", [False, True], ids=["ask", "moved"])
+def test_the_fast_path_follows_a_slot_that_moved(
+    deployment: tuple[ServerBinary, str],
+    cachecore_cluster: DeploymentPool[ClusterProcess],
+    caplog: pytest.LogCaptureFixture,
+    finish: bool,
+) -> None:
+    """The cache's slot map is stale after a slot moves (or while it migrates): the node
+    answers MOVED (or ASK), and every call still reads and writes the right node, with
+    no warning."""
+    binary, scheme = deployment
+    cluster = cachecore_cluster(binary, fresh=True, replicas_per_primary=0)
+    try:
+        cache = cachecore.from_url(cluster.url(f"{scheme}+cluster"), key_prefix="mv:")
+        assert cache._writes._fast  # type: ignore[attr-defined]  # the path under test
+        mapping = {f"k{i}": i for i in range(40)}
+        assert cache.set_many(mapping) == list(mapping)
+        _move_slot(cluster, cache._write_client.keyslot(cache._key("k0")), finish=finish)
+        with caplog.at_level(logging.WARNING, logger="cachecore"):
+            assert cache.get("k0") == 0
+            assert cache.get_many(*mapping) == list(mapping.values())
+            assert cache.set("k0", "new") is True
+            assert cache.set_many({"k0": "newer", "k1": -1}) == ["k0", "k1"]
+            assert cache.get_many("k0", "k1") == ["newer", -1]
+            assert cache.delete_many(*mapping) == list(mapping)
+            assert cache.get_many(*mapping) == [None] * len(mapping)
+        assert [r.getMessage() for r in caplog.records if r.name == "cachecore"] == []
+    finally:
+        cluster.close()
+
+
+def test_a_hung_node_costs_one_timeout_and_fails_the_batch(
+    deployment: tuple[ServerBinary, str],
+    cachecore_cluster: DeploymentPool[ClusterProcess],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A frozen primary (SIGSTOP): a multi-key call that needs it fails as a whole with
+    its fault value and one warning, after one socket timeout, not two; a key on a
+    live node still reads."""
+    binary, scheme = deployment
+    cluster = cachecore_cluster(binary, fresh=True, replicas_per_primary=0)
+    timeout = 0.5
+    try:
+        url = cluster.url(f"{scheme}+cluster") + f"?socket_timeout={timeout}"
+        cache = cachecore.from_url(url, key_prefix="hung:")
+        mapping = {f"k{i}": i for i in range(30)}
+        assert cache.set_many(mapping) == list(mapping)
+        victim = cluster.primaries()[0]
+        victim_slots = cluster.slots_of(victim)
+        keyslot = cache._write_client.keyslot
+        live = next(
+            k for k in mapping if not any(a <= keyslot(cache._key(k)) <= b for a, b in victim_slots)
+        )
+        victim.pause()
+        try:
+            for call, fault in (
+                (lambda: cache.get_many(*mapping), [None] * len(mapping)),
+                (lambda: cache.set_many(mapping), []),
+            ):
+                caplog.clear()
+                started = time.monotonic()
+                with caplog.at_level(logging.WARNING, logger="cachecore"):
+                    assert call() == fault
+                elapsed = time.monotonic() - started
+                assert timeout * 0.9 <= elapsed < timeout * 1.9, elapsed
+                messages = [r.getMessage() for r in caplog.records if r.name == "cachecore"]
+                assert len(messages) == 1, messages
+            assert cache.get(live) == mapping[live]
+        finally:
+            victim.resume()
+    finally:
+        cluster.close()
+
+
+def test_a_watched_cluster_client_gets_every_call(
+    cluster: ClusterProcess, deployment: tuple[ServerBinary, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Instrumentation that wraps the cluster client's ``execute_command`` after the cache
+    was built (as OpenTelemetry's does) sees every keyed call: the fast path steps aside."""
+    cache = cachecore.from_url(cluster.url(f"{deployment[1]}+cluster"), key_prefix="watched:")
+    base = next(c for c in type(cache.client).__mro__ if c.__module__.endswith(".cluster"))
+    original = base.execute_command
+    seen: list[Any] = []
+
+    def watching(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(args[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(base, "execute_command", watching)
+    assert cache.set("a", 1) is True
+    assert cache.get("a") == 1
+    assert seen == ["SET", "GET"]
+
+
 # -- failover ------------------------------------------------------------------------------
 
 
