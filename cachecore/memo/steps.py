@@ -25,6 +25,7 @@ import logging
 import math
 import random
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -167,6 +168,8 @@ class Memo:
         self.cache = cache
         self.release_with = "DELIFEQ"
         self.last_good: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        # Threads share last_good: move_to_end of a key another thread just evicted raises.
+        self._last_good_lock = threading.Lock()
         # A tag version that cannot be read or created counts as a backend fault.
         self._unreadable: tuple[type[BaseException], ...] = (*cache._errors, LookupError)
 
@@ -288,10 +291,11 @@ class Memo:
 
     def _remember(self, full: str, expires: float, value: Any, policy: Policy) -> None:
         if policy.stale_if_error:
-            self.last_good[full] = (expires, value)
-            self.last_good.move_to_end(full)
-            if len(self.last_good) > LAST_GOOD_SIZE:
-                self.last_good.popitem(last=False)
+            with self._last_good_lock:
+                self.last_good[full] = (expires, value)
+                self.last_good.move_to_end(full)
+                if len(self.last_good) > LAST_GOOD_SIZE:
+                    self.last_good.popitem(last=False)
 
     # the methods
 
@@ -346,7 +350,9 @@ class Memo:
                     yield from self._release(lock)
                     raise
                 if won in _OK:
-                    return (yield from self._compute(key, full, lock, expiry, policy, compute))
+                    return (
+                        yield from self._compute(key, full, lock, entry, expiry, policy, compute)
+                    )
             if state == REFRESH:  # another caller refreshes it: serve what is there
                 assert entry is not None
                 return self._serve(entry, value)
@@ -364,6 +370,7 @@ class Memo:
         key: str,
         full: str,
         lock: _Lock,
+        seen: Entry | None,
         expiry: int,
         policy: Policy,
         compute: Callable[[], Any],
@@ -371,7 +378,7 @@ class Memo:
         """Compute and store under ``lock``, which is released on every way out,
         including an asyncio cancellation at any step."""
         try:
-            return (yield from self._compute_locked(key, full, lock, expiry, policy, compute))
+            return (yield from self._compute_locked(key, full, lock, seen, expiry, policy, compute))
         except GeneratorExit:
             raise  # the steps were closed unfinished: nothing can be sent any more
         except BaseException:
@@ -383,18 +390,22 @@ class Memo:
         key: str,
         full: str,
         lock: _Lock,
+        seen: Entry | None,
         expiry: int,
         policy: Policy,
         compute: Callable[[], Any],
     ) -> Steps[Any]:
         cache = self.cache
         tags = list(policy.tags)
+        # Judged without XFetch's draw or the stale window: FRESH = not expired yet.
+        exact = Policy(policy.tags, "lock", stale_if_error=policy.stale_if_error)
         try:
             # Read again now that the lock is ours: the previous owner may have stored
-            # a value between our read and our SET NX.
+            # a value between our read and our SET NX. The entry we decided to refresh
+            # (``seen``: XFetch's early refresh) is recomputed, not served again.
             _, _, entry, current = yield from self._read(full, None, tags)
-            state = judge(entry, current, policy, time.time())
-            if state == FRESH and entry is not None:
+            state = judge(entry, current, exact, time.time())
+            if state == FRESH and entry is not None and entry != seen:
                 value = self._value(key, entry)
                 if value is not _MISSING:
                     yield from self._release(lock)
@@ -411,16 +422,18 @@ class Memo:
         except BaseException as exc:
             # Not cached: the next caller (or a waiter) computes again.
             yield from self._release(lock)
-            if isinstance(exc, Exception) and entry is not None and state in (STALE, REFRESH):
-                stale = self._value(key, entry)
-                if stale is not _MISSING and time.time() < entry.expires + policy.stale_if_error:
+            # stale_if_error: the previous value, expired (STALE) or being refreshed
+            # early (FRESH), is served instead of the error.
+            if isinstance(exc, Exception) and entry is not None and policy.stale_if_error:
+                stale = self._value(key, entry) if state in (FRESH, STALE) else _MISSING
+                if stale is not _MISSING:
                     log.warning(
-                        "cachecore: computing %r raised %s: %s; serving the value that "
-                        "expired %.1f s ago (stale_if_error)",
+                        "cachecore: computing %r raised %s: %s; serving the previous value "
+                        "(expiry %+.1f s from now, stale_if_error)",
                         key,
                         type(exc).__name__,
                         exc,
-                        time.time() - entry.expires,
+                        entry.expires - time.time(),
                     )
                     return self._serve(entry, stale)
             raise
