@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -25,7 +26,6 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import cachecore
 import cachecore.aio
-from cachecore.memo import steps as memo_steps
 from cachecore.memo.envelope import is_envelope
 from cachecore.testing.cluster import ClusterProcess
 from cachecore.testing.pytest_plugin import DeploymentPool, ServerPool
@@ -506,13 +506,15 @@ def test_stats_count_computations_lock_waits_and_stale_values(url: str) -> None:
     assert double(4) == double(4) == 8
     assert _memo_counts(cache) == (6, 19, 10)
     assert cache.stats().to_dict()["extra"]["memoize.computations"] == 6
-    exported = {
-        metric.name: sum(p.value for p in metric.data.data_points)  # type: ignore[union-attr]
-        for resource in reader.get_metrics_data().resource_metrics  # type: ignore[union-attr]
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name.startswith("cachecore.memoize.")
-    }
+    exported: dict[str, int] = {}
+    data = reader.get_metrics_data()
+    assert data is not None
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name.startswith("cachecore.memoize."):
+                    points = metric.data.data_points
+                    exported[metric.name] = sum(getattr(p, "value", 0) for p in points)
     assert exported == {
         "cachecore.memoize.computations": 6,
         "cachecore.memoize.lock_waits": 19,
@@ -561,13 +563,13 @@ def test_cancelling_the_lock_owner_releases_the_lock_at_any_step(url: str) -> No
                 await asyncio.sleep(5)  # the store is in flight when the task is cancelled
             return await store(commands)
 
-        cache._writes.send_batch = slow_store  # type: ignore[method-assign]
+        cache._writes.send_batch = slow_store
         owner = asyncio.create_task(cache.get_or_set("k", lambda: "v", 30, lock_timeout=20))
         await stalled.wait()
         owner.cancel()
         with pytest.raises(asyncio.CancelledError):
             await owner
-        cache._writes.send_batch = store  # type: ignore[method-assign]
+        cache._writes.send_batch = store
         held = bool(await cache.has("k:cachecore-lock"))
         started = time.monotonic()
         assert await cache.get_or_set("k", lambda: "w", 30, lock_timeout=20) == "w"
@@ -665,8 +667,19 @@ def test_an_early_xfetch_refresh_recomputes_once_it_holds_the_lock(
     # Refresh now: -ln(1 - 0.999999) * delta * beta is far past the expiry; any later
     # draw (0.0) would say "fresh".
     draws = iter([0.999999])
-    monkeypatch.setattr(memo_steps.random, "random", lambda: next(draws, 0.0))
+    monkeypatch.setattr(random, "random", lambda: next(draws, 0.0))
     assert cache.get_or_set("x", compute, 60, strategy="xfetch", beta=1e9) == 2
     assert calls == [1, 1]
     monkeypatch.undo()
     assert cache.get_or_set("x", compute, 60, strategy="xfetch") == 2  # stored
+
+
+def test_memoize_without_parentheses_is_a_clear_error() -> None:
+    cache = cachecore.from_url("memory://")
+    with pytest.raises(
+        TypeError, match=r"write @cache.memoize\(\) \(with parentheses\) above .*f$"
+    ):
+
+        @cache.memoize  # type: ignore[arg-type]
+        def f(x: int) -> int:
+            return x

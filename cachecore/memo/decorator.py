@@ -122,9 +122,16 @@ def memoizer(
 ) -> Callable[[Callable[..., Any]], Memoized]:
     """The decorator ``cache.memoize(...)`` returns.
 
-    :raises TypeError: (when decorating) a coroutine function on the blocking cache, or
+    :raises TypeError: ``timeout`` is a function (``@cache.memoize`` without its
+        parentheses); (when decorating) a coroutine function on the blocking cache, or
         a plain function on the asyncio cache.
     """
+    if callable(timeout) or isinstance(timeout, classmethod | staticmethod):
+        name = getattr(timeout, "__qualname__", repr(timeout))
+        raise TypeError(
+            f"memoize takes options, not the function: write @cache.memoize() (with "
+            f"parentheses) above {name}"
+        )
 
     def decorate(fn: Callable[..., Any]) -> Memoized:
         binding = "instance"
