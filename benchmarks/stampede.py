@@ -11,11 +11,12 @@ no asyncio API. Per strategy it prints:
 
 * computations per expiry (computations that overlap each other are one expiry's
   duplicates) and per 2 s of run time (XFetch refreshes early, so more often);
-* misses: reads after the warm-up that started when no value within its timeout was
-  stored (it had expired and no refresh had stored a new one yet) and returned a value
-  computed after they started: they waited for a computation or ran one. A read served
-  a stale value (stale-while-revalidate, dogpile.cache) or a fresh one while another
-  caller refreshed early (XFetch) is not a miss; neither is an early refresher;
+* misses: reads after the warm-up that returned a value computed after they started
+  and either ran that computation themselves (except XFetch's early refreshes, made
+  while the value was still fresh) or started when no value within its timeout was
+  stored: they waited for a computation or ran one. A read served a stale value
+  (stale-while-revalidate, dogpile.cache), or the current one while another caller
+  refreshes early (XFetch), is not a miss;
 * p50/p99 latency of the reads overlapping a computation ("window") and of the others
   ("steady");
 * server commands per read (``INFO commandstats``).
@@ -106,14 +107,14 @@ def _reader(strategy: str, url: str, prefix: str) -> Callable[[Callable[[], Any]
             "CACHE_DEFAULT_TIMEOUT": TIMEOUT,
         },
     )
-    holder: dict[str, Callable[[], Any]] = {}
+    holder = threading.local()  # each thread's read passes its own computation
 
     @flask_cache.memoize(TIMEOUT)
     def hot() -> Any:
-        return holder["compute"]()
+        return holder.compute()
 
     def read(compute: Callable[[], Any]) -> Any:
-        holder["compute"] = compute
+        holder.compute = compute
         with app.app_context():
             return hot()
 
@@ -279,13 +280,19 @@ def run(
             more_reads, more_computations = result.get()
             reads += more_reads
             computations += more_computations
-    return measure(reads, computations, expiries, (after - before))
+    return measure(reads, computations, expiries, after - before, strategy == "xfetch")
 
 
 def measure(
-    reads: list[Read], computations: list[Computation], expiries: int, commands: int
+    reads: list[Read],
+    computations: list[Computation],
+    expiries: int,
+    commands: int,
+    early: bool = False,
 ) -> dict[str, float]:
-    """The row of one strategy from what its readers saw (see the module docstring)."""
+    """The row of one strategy from what its readers saw (see the module docstring);
+    ``early``: the strategy refreshes before expiry (XFetch), so a reader that computed
+    while the value was fresh refreshed early rather than missed."""
     computations = sorted(computations)
     made = {made_id: (s, e) for s, e, made_id in computations}
     # Warm-up: every reader waits for the first value; measured from its end on.
@@ -299,13 +306,15 @@ def measure(
         return i >= 0 and moment < ends[i] + TIMEOUT
 
     misses = 0
-    for started, _, value_id, _ in reads:
+    for started, _, value_id, computed in reads:
         _, stored = made.get(value_id, (0.0, 0.0))
         if stored <= started:
             continue  # a value stored before the read: a hit (fresh or stale)
-        if fresh_at(started):
-            continue  # a fresh value existed: it read a newer one (or refreshed early)
-        misses += 1
+        if computed and not early:
+            misses += 1  # it found no value under its key (Flask-Caching's keys change)
+        elif not fresh_at(started):
+            misses += 1  # no fresh value: it waited for a computation or ran one
+    # (otherwise a fresh value existed: it read a newer one, or refreshed early)
     # Computations that overlap each other are one expiry's (a stampede's duplicates);
     # their span is the window in which reads count as "in the window".
     spans: list[list[float]] = []
