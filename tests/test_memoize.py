@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import cachecore
 import cachecore.aio
@@ -435,3 +438,248 @@ def test_async_memoize_one_computation(url: str) -> None:
         await cache.aclose()
 
     asyncio.run(main())
+
+
+# -- counters in cache.stats() -----------------------------------------------------------------
+
+
+def _memo_counts(cache: Any) -> tuple[int, int, int]:
+    extra = cache.stats().extra
+    return (
+        extra["memoize.computations"],
+        extra["memoize.lock_waits"],
+        extra["memoize.stale_served"],
+    )
+
+
+def _together(n: int, read: Any) -> None:
+    """Run ``read`` in ``n`` threads released at once."""
+    barrier = threading.Barrier(n)
+
+    def run() -> None:
+        barrier.wait()
+        read()
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_stats_count_computations_lock_waits_and_stale_values(url: str) -> None:
+    reader = InMemoryMetricReader()
+    cache = cachecore.from_url(url, key_prefix=_prefix(), meter_provider=MeterProvider([reader]))
+    assert _memo_counts(cache) == (0, 0, 0)
+
+    def slow() -> str:
+        time.sleep(0.3)
+        return "v"
+
+    # The lock: one computation, every other caller waited once.
+    _together(20, lambda: cache.get_or_set("hot", slow, 30))
+    assert _memo_counts(cache) == (1, 19, 0)
+    cache.get_or_set("hot", slow, 30)  # a plain hit changes nothing
+    assert _memo_counts(cache) == (1, 19, 0)
+
+    # stale-while-revalidate: one recomputes, the others get the stale value at once.
+    cache.get_or_set("swr", slow, 1, stale_while_revalidate=30)
+    time.sleep(1.05)
+    _together(10, lambda: cache.get_or_set("swr", slow, 1, stale_while_revalidate=30))
+    assert _memo_counts(cache) == (3, 19, 9)
+
+    # stale_if_error: fn raising past the expiry serves the old value, counted as stale.
+    cache.get_or_set("sie", lambda: "old", 1, stale_if_error=30)
+    time.sleep(1.05)
+
+    def boom() -> str:
+        raise ValueError("database down")
+
+    assert cache.get_or_set("sie", boom, 1, stale_if_error=30) == "old"
+    assert _memo_counts(cache) == (5, 19, 10)
+
+    # memoize runs the same path; OpenTelemetry exports the same numbers.
+    @cache.memoize(30)
+    def double(n: int) -> int:
+        return n * 2
+
+    assert double(4) == double(4) == 8
+    assert _memo_counts(cache) == (6, 19, 10)
+    assert cache.stats().to_dict()["extra"]["memoize.computations"] == 6
+    exported: dict[str, int] = {}
+    data = reader.get_metrics_data()
+    assert data is not None
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name.startswith("cachecore.memoize."):
+                    points = metric.data.data_points
+                    exported[metric.name] = sum(getattr(p, "value", 0) for p in points)
+    assert exported == {
+        "cachecore.memoize.computations": 6,
+        "cachecore.memoize.lock_waits": 19,
+        "cachecore.memoize.stale_served": 10,
+    }
+
+
+def test_async_stats_count_computations_and_lock_waits(url: str) -> None:
+    async def main() -> tuple[int, int, int]:
+        cache = cachecore.aio.from_url(url, key_prefix=_prefix())
+
+        async def slow() -> str:
+            await asyncio.sleep(0.3)
+            return "v"
+
+        await asyncio.gather(*(cache.get_or_set("hot", slow, 30) for _ in range(50)))
+        await cache.get_or_set("swr", slow, 1, stale_while_revalidate=30)
+        await asyncio.sleep(1.05)
+        await asyncio.gather(
+            *(cache.get_or_set("swr", slow, 1, stale_while_revalidate=30) for _ in range(10))
+        )
+        counts = _memo_counts(cache)
+        await cache.aclose()
+        return counts
+
+    assert asyncio.run(main()) == (3, 49, 9)
+
+
+# -- what a user hits ------------------------------------------------------------------------
+
+
+def test_cancelling_the_lock_owner_releases_the_lock_at_any_step(url: str) -> None:
+    """A task cancelled while its value is being stored (after fn returned) still
+    releases the lock: the next caller computes at once instead of waiting for
+    lock_timeout (and the key is not stuck for other processes)."""
+    prefix = _prefix()
+
+    async def main() -> tuple[bool, float]:
+        cache = cachecore.aio.from_url(url, key_prefix=prefix)
+        store = cache._writes.send_batch
+        stalled = asyncio.Event()
+
+        async def slow_store(commands: Any) -> Any:
+            if any(c[0] == "SET" and c[1] == prefix + "k" for c in commands):
+                stalled.set()
+                await asyncio.sleep(5)  # the store is in flight when the task is cancelled
+            return await store(commands)
+
+        cache._writes.send_batch = slow_store
+        owner = asyncio.create_task(cache.get_or_set("k", lambda: "v", 30, lock_timeout=20))
+        await stalled.wait()
+        owner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await owner
+        cache._writes.send_batch = store
+        held = bool(await cache.has("k:cachecore-lock"))
+        started = time.monotonic()
+        assert await cache.get_or_set("k", lambda: "w", 30, lock_timeout=20) == "w"
+        await cache.aclose()
+        return held, time.monotonic() - started
+
+    held, waited = asyncio.run(main())
+    assert not held
+    assert waited < 1
+
+
+def test_fn_outliving_the_lock_timeout_is_warned(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = cachecore.from_url(url, key_prefix=_prefix())
+
+    def slow() -> int:
+        time.sleep(0.2)
+        return 1
+
+    with caplog.at_level(logging.WARNING, logger="cachecore"):
+        assert cache.get_or_set("k", slow, 30, lock_timeout=0.05) == 1
+        assert cache.get_or_set("fast", lambda: 2, 30, lock_timeout=0.05) == 2
+    warned = [r.getMessage() for r in caplog.records if "lock_timeout" in r.getMessage()]
+    assert len(warned) == 1 and "'k' took 0.2" in warned[0], warned
+
+
+def test_memoize_on_classmethods_staticmethods_and_keyed_instances(url: str) -> None:
+    cache = cachecore.from_url(url, key_prefix=_prefix())
+    calls: list[str] = []
+
+    class Catalog:
+        def __init__(self, shop: int) -> None:
+            self.shop = shop
+
+        def __cache_key__(self) -> int:
+            return self.shop
+
+        @cache.memoize(60)
+        def price(self, item: str, currency: str = "EUR") -> str:
+            calls.append("price")
+            return f"{self.shop}:{item}:{currency}"
+
+        @cache.memoize(60)
+        @classmethod
+        def below(cls, item: str) -> str:
+            calls.append("below")
+            return f"{cls.__name__}:{item}"
+
+        @classmethod
+        @cache.memoize(60)
+        def above(cls, item: str) -> str:
+            calls.append("above")
+            return f"{cls.__name__}:{item}"
+
+        @cache.memoize(60)
+        @staticmethod
+        def static(item: str) -> str:
+            calls.append("static")
+            return item
+
+    # An instance whose class has __cache_key__ has entries of its own.
+    assert Catalog(1).price("tea") == "1:tea:EUR"
+    assert Catalog(2).price(currency="EUR", item="tea") == "2:tea:EUR"
+    assert Catalog(1).price(item="tea") == "1:tea:EUR"  # keyword order and defaults
+    assert calls == ["price", "price"]
+    Catalog(2).price.invalidate("tea")
+    assert Catalog(1).price("tea") == "1:tea:EUR" and calls == ["price", "price"]
+    assert Catalog(2).price("tea") == "2:tea:EUR" and calls.count("price") == 3
+
+    for name in ("below", "above", "static"):
+        method = getattr(Catalog, name)
+        expected = "tea" if name == "static" else "Catalog:tea"
+        assert method("tea") == getattr(Catalog(9), name)("tea") == expected
+        assert calls.count(name) == 1
+        method.invalidate("tea")
+        assert method("tea") == expected and calls.count(name) == 2
+
+
+def test_an_early_xfetch_refresh_recomputes_once_it_holds_the_lock(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The draw that chose to refresh early is not redrawn after taking the lock (a
+    second draw said "fresh" most of the time, so refreshes came late and readers met
+    expired values: the stampede benchmark's XFetch misses)."""
+    cache = cachecore.from_url(url, key_prefix=_prefix())
+    calls: list[int] = []
+
+    def compute() -> int:
+        calls.append(1)
+        time.sleep(0.01)  # a measurable delta
+        return len(calls)
+
+    assert cache.get_or_set("x", compute, 60, strategy="xfetch", beta=1e9) == 1
+    # Refresh now: -ln(1 - 0.999999) * delta * beta is far past the expiry; any later
+    # draw (0.0) would say "fresh".
+    draws = iter([0.999999])
+    monkeypatch.setattr(random, "random", lambda: next(draws, 0.0))
+    assert cache.get_or_set("x", compute, 60, strategy="xfetch", beta=1e9) == 2
+    assert calls == [1, 1]
+    monkeypatch.undo()
+    assert cache.get_or_set("x", compute, 60, strategy="xfetch") == 2  # stored
+
+
+def test_memoize_without_parentheses_is_a_clear_error() -> None:
+    cache = cachecore.from_url("memory://")
+    with pytest.raises(
+        TypeError, match=r"write @cache.memoize\(\) \(with parentheses\) above .*f$"
+    ):
+
+        @cache.memoize  # type: ignore[arg-type]
+        def f(x: int) -> int:
+            return x

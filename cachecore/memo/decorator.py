@@ -21,7 +21,9 @@ class Memoized:
     Calling it returns the cached result for these arguments, or computes it once
     (``cache.get_or_set``). ``invalidate(*args, **kwargs)`` deletes the entry of those
     arguments; ``key(*args, **kwargs)`` tells which key that is. On a method, the
-    instance is left out of the key (see :mod:`cachecore.memo.keys`).
+    instance is left out of the key unless its class defines ``__cache_key__`` (see
+    :mod:`cachecore.memo.keys`). Above ``@classmethod`` or ``@staticmethod`` it memoizes
+    the function and binds as they do (the class is left out of the key).
     """
 
     def __init__(
@@ -63,8 +65,14 @@ class Memoized:
         """Delete the cached result of ``fn(*args, **kwargs)``; as ``cache.delete``."""
         return self.cache.delete(self.key(*args, **kwargs))
 
+    binding: str = "instance"
+    """How attribute access on a class binds it: ``"instance"`` (a method),
+    ``"class"`` (it decorated a classmethod) or ``"none"`` (a staticmethod)."""
+
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
+        if self.binding == "class":
+            return _Bound(self, owner if owner is not None else type(instance))
+        if instance is None or self.binding == "none":
             return self
         return _Bound(self, instance)
 
@@ -114,11 +122,24 @@ def memoizer(
 ) -> Callable[[Callable[..., Any]], Memoized]:
     """The decorator ``cache.memoize(...)`` returns.
 
-    :raises TypeError: (when decorating) a coroutine function on the blocking cache, or
+    :raises TypeError: ``timeout`` is a function (``@cache.memoize`` without its
+        parentheses); (when decorating) a coroutine function on the blocking cache, or
         a plain function on the asyncio cache.
     """
+    if callable(timeout) or isinstance(timeout, classmethod | staticmethod):
+        name = getattr(timeout, "__qualname__", repr(timeout))
+        raise TypeError(
+            f"memoize takes options, not the function: write @cache.memoize() (with "
+            f"parentheses) above {name}"
+        )
 
     def decorate(fn: Callable[..., Any]) -> Memoized:
+        binding = "instance"
+        if isinstance(fn, classmethod | staticmethod):
+            # @cache.memoize() above @classmethod / @staticmethod: memoize the function
+            # and bind it as the wrapper would have.
+            binding = "class" if isinstance(fn, classmethod) else "none"
+            fn = fn.__func__
         if inspect.iscoroutinefunction(fn) and not asynchronous:
             raise TypeError(
                 f"{fn.__qualname__} is a coroutine function: memoize it with the asyncio "
@@ -130,6 +151,8 @@ def memoizer(
                 f"memoize needs an async def (memoize plain functions with a blocking cache)"
             )
         kind = AsyncMemoized if asynchronous else Memoized
-        return kind(cache, fn, timeout, tags, ignore, policy)
+        memoized = kind(cache, fn, timeout, tags, ignore, policy)
+        memoized.binding = binding
+        return memoized
 
     return decorate

@@ -7,7 +7,9 @@ The key of ``f(*args, **kwargs)`` is::
 The arguments are first bound to ``f``'s signature with defaults applied, so ``f(1)``,
 ``f(x=1)`` and ``f()`` (when ``x=1`` is the default) share a key; the parameters named
 in ``ignore`` are left out (by default a first parameter called ``self`` or ``cls``, so
-a method's instance is not part of its key). What remains is encoded as compact JSON of
+a method's instance is not part of its key, unless the instance's class defines
+``__cache_key__``: then it is encoded like any argument, so each instance has its own
+entries). What remains is encoded as compact JSON of
 ``[parameter name, encoded value]`` pairs, where each value is encoded by its type:
 
 * ``None``: ``["n"]``; ``bool``: ``["b", v]``; ``int``: ``["i", "<decimal>"]``;
@@ -110,6 +112,8 @@ class KeyMaker:
                 f"{fn.__qualname__}{self.signature} does not have"
             )
         self.base = f"{KEY_NAMESPACE}{fn.__module__}.{fn.__qualname__}:"
+        # The instance parameter left out by default, kept when it has a __cache_key__.
+        self.instance = next(iter(self.ignore)) if ignore is None and self.ignore else None
 
     def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The key of the call ``fn(*args, **kwargs)``.
@@ -123,6 +127,7 @@ class KeyMaker:
             [name, encode(value, f"argument {name!r}")]
             for name, value in bound.arguments.items()
             if name not in self.ignore
+            or (name == self.instance and hasattr(type(value), "__cache_key__"))
         ]
         text = json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
         return self.base + hashlib.sha256(text.encode()).hexdigest()[:32]

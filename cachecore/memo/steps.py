@@ -11,6 +11,12 @@ wait, take the lock) is a plain function of what was read and the clock.
 The lock is ``SET <key>:cachecore-lock <random token> NX PX <lock_timeout>``, released
 only by its owner: ``DELIFEQ`` where the server has it (Valkey 9), else a
 compare-and-delete script; which one works is learnt once per cache.
+
+What the steps do is counted in ``cache.stats().extra`` (:mod:`cachecore.stats`):
+``memoize.computations`` (calls of ``fn``), ``memoize.lock_waits`` (calls that waited
+for another caller's computation, once per call) and ``memoize.stale_served`` (values
+served past their expiry: within ``stale_while_revalidate`` while another caller
+recomputes, or by ``stale_if_error``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import logging
 import math
 import random
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -143,6 +150,17 @@ def poll_delay(polls: int) -> float:
 # -- the steps ----------------------------------------------------------------------------
 
 
+class _Lock:
+    """A lock this caller may hold: released at most once, by whichever path ends first."""
+
+    __slots__ = ("held", "key", "token")
+
+    def __init__(self, key: str, token: str) -> None:
+        self.key = key
+        self.token = token
+        self.held = True
+
+
 class Memo:
     """The get-or-set machinery of one cache (its release command, its last good values)."""
 
@@ -150,6 +168,8 @@ class Memo:
         self.cache = cache
         self.release_with = "DELIFEQ"
         self.last_good: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        # Threads share last_good: move_to_end of a key another thread just evicted raises.
+        self._last_good_lock = threading.Lock()
         # A tag version that cannot be read or created counts as a backend fault.
         self._unreadable: tuple[type[BaseException], ...] = (*cache._errors, LookupError)
 
@@ -184,6 +204,17 @@ class Memo:
 
     def _value(self, key: str, entry: Entry) -> Any:
         return self.cache._decode_or(key, entry.payload, _MISSING)
+
+    def _serve(self, entry: Entry, value: Any) -> Any:
+        """Count ``value`` (read from ``entry``) as stale if it is past its expiry."""
+        if entry.expires and time.time() >= entry.expires:
+            self.cache.counters.add("memoize.stale_served")
+        return value
+
+    def _call(self, compute: Callable[[], Any]) -> Steps[Any]:
+        """Call ``fn`` (counted in ``memoize.computations``)."""
+        self.cache.counters.add("memoize.computations")
+        return (yield compute, ())
 
     def _versions(
         self, tags: tuple[str, ...], current: dict[str, int | None]
@@ -248,19 +279,23 @@ class Memo:
                 reply,
             )
 
-    def _release(self, lock: str, token: str) -> Steps[None]:
+    def _release(self, lock: _Lock) -> Steps[None]:
+        if not lock.held:
+            return
+        lock.held = False  # a cancellation during the release must not release again
         try:
-            reply = yield self.cache._writes.send, self._release_command(lock, token)
+            reply = yield self.cache._writes.send, self._release_command(lock.key, lock.token)
         except self.cache._errors as exc:
             reply = exc
-        yield from self._after_release(reply, lock, token)
+        yield from self._after_release(reply, lock.key, lock.token)
 
     def _remember(self, full: str, expires: float, value: Any, policy: Policy) -> None:
         if policy.stale_if_error:
-            self.last_good[full] = (expires, value)
-            self.last_good.move_to_end(full)
-            if len(self.last_good) > LAST_GOOD_SIZE:
-                self.last_good.popitem(last=False)
+            with self._last_good_lock:
+                self.last_good[full] = (expires, value)
+                self.last_good.move_to_end(full)
+                if len(self.last_good) > LAST_GOOD_SIZE:
+                    self.last_good.popitem(last=False)
 
     # the methods
 
@@ -276,13 +311,13 @@ class Memo:
         cache = self.cache
         full = cache._key(key)
         expiry = cache._expiry(timeout)
-        lock = full + LOCK_SUFFIX
+        lock_key = full + LOCK_SUFFIX
         tags = list(policy.tags)
         polls = 0
         waited = time.monotonic()
         while True:
             try:
-                _, holder, entry, current = yield from self._read(full, lock, tags)
+                _, holder, entry, current = yield from self._read(full, lock_key, tags)
             except cache._errors as exc:
                 return (yield from self._server_down(full, exc, policy, compute))
             state = judge(entry, current, policy, time.time())
@@ -292,28 +327,41 @@ class Memo:
             if state == FRESH or (state == REFRESH and holder is not None):
                 assert entry is not None
                 self._remember(full, entry.expires, value, policy)
-                return value
+                return self._serve(entry, value)
             if holder is None:
-                token = secrets.token_hex(16)
+                lock = _Lock(lock_key, secrets.token_hex(16))
+                take = (
+                    "SET",
+                    lock_key,
+                    lock.token,
+                    "NX",
+                    "PX",
+                    math.ceil(policy.lock_timeout * 1000),
+                )
                 try:
-                    won = yield (
-                        cache._writes.send_once,
-                        ("SET", lock, token, "NX", "PX", math.ceil(policy.lock_timeout * 1000)),
-                    )
+                    won = yield cache._writes.send_once, take
                 except cache._errors as exc:
                     return (yield from self._server_down(full, exc, policy, compute))
+                except GeneratorExit:
+                    raise
+                except BaseException:
+                    # Cancelled while the SET NX was in flight: it may have taken the
+                    # lock, which only our token can release before it expires.
+                    yield from self._release(lock)
+                    raise
                 if won in _OK:
                     return (
-                        yield from self._compute(
-                            key, full, lock, token, expiry, policy, compute, sleep
-                        )
+                        yield from self._compute(key, full, lock, entry, expiry, policy, compute)
                     )
             if state == REFRESH:  # another caller refreshes it: serve what is there
-                return value
+                assert entry is not None
+                return self._serve(entry, value)
             if time.monotonic() - waited > 2 * policy.lock_timeout:
                 # The lock keeps being taken and never released: stop waiting.
                 log.warning("cachecore: gave up waiting for the lock of %r on %r", key, cache)
-                return (yield compute, ())
+                return (yield from self._call(compute))
+            if not polls:
+                cache.counters.add("memoize.lock_waits")
             yield sleep, (poll_delay(polls),)
             polls += 1
 
@@ -321,62 +369,96 @@ class Memo:
         self,
         key: str,
         full: str,
-        lock: str,
-        token: str,
+        lock: _Lock,
+        seen: Entry | None,
         expiry: int,
         policy: Policy,
         compute: Callable[[], Any],
-        sleep: Callable[[float], Any],
+    ) -> Steps[Any]:
+        """Compute and store under ``lock``, which is released on every way out,
+        including an asyncio cancellation at any step."""
+        try:
+            return (yield from self._compute_locked(key, full, lock, seen, expiry, policy, compute))
+        except GeneratorExit:
+            raise  # the steps were closed unfinished: nothing can be sent any more
+        except BaseException:
+            yield from self._release(lock)
+            raise
+
+    def _compute_locked(
+        self,
+        key: str,
+        full: str,
+        lock: _Lock,
+        seen: Entry | None,
+        expiry: int,
+        policy: Policy,
+        compute: Callable[[], Any],
     ) -> Steps[Any]:
         cache = self.cache
         tags = list(policy.tags)
+        # Judged without XFetch's draw or the stale window: FRESH = not expired yet.
+        exact = Policy(policy.tags, "lock", stale_if_error=policy.stale_if_error)
         try:
             # Read again now that the lock is ours: the previous owner may have stored
-            # a value between our read and our SET NX.
+            # a value between our read and our SET NX. The entry we decided to refresh
+            # (``seen``: XFetch's early refresh) is recomputed, not served again.
             _, _, entry, current = yield from self._read(full, None, tags)
-            state = judge(entry, current, policy, time.time())
-            if state == FRESH and entry is not None:
+            state = judge(entry, current, exact, time.time())
+            if state == FRESH and entry is not None and entry != seen:
                 value = self._value(key, entry)
                 if value is not _MISSING:
-                    yield from self._release(lock, token)
+                    yield from self._release(lock)
                     return value
             versions = yield from self._versions(policy.tags, current)
         except self._unreadable as exc:
-            yield from self._release(lock, token)
+            yield from self._release(lock)
             return (yield from self._server_down(full, exc, policy, compute))
         started = time.monotonic()
         try:
-            value = yield compute, ()
+            value = yield from self._call(compute)
         except GeneratorExit:
             raise
         except BaseException as exc:
             # Not cached: the next caller (or a waiter) computes again.
-            yield from self._release(lock, token)
-            if isinstance(exc, Exception) and entry is not None and state in (STALE, REFRESH):
-                stale = self._value(key, entry)
-                if stale is not _MISSING and time.time() < entry.expires + policy.stale_if_error:
+            yield from self._release(lock)
+            # stale_if_error: the previous value, expired (STALE) or being refreshed
+            # early (FRESH), is served instead of the error.
+            if isinstance(exc, Exception) and entry is not None and policy.stale_if_error:
+                stale = self._value(key, entry) if state in (FRESH, STALE) else _MISSING
+                if stale is not _MISSING:
                     log.warning(
-                        "cachecore: computing %r raised %s: %s; serving the value that "
-                        "expired %.1f s ago (stale_if_error)",
+                        "cachecore: computing %r raised %s: %s; serving the previous value "
+                        "(expiry %+.1f s from now, stale_if_error)",
                         key,
                         type(exc).__name__,
                         exc,
-                        time.time() - entry.expires,
+                        entry.expires - time.time(),
                     )
-                    return stale
+                    return self._serve(entry, stale)
             raise
         delta = time.monotonic() - started
+        if delta > policy.lock_timeout:
+            log.warning(
+                "cachecore: computing %r took %.3f s, longer than its lock_timeout of %.3f s: "
+                "the lock expired meanwhile, so other callers may have computed it too; "
+                "raise lock_timeout above fn's duration",
+                key,
+                delta,
+                policy.lock_timeout,
+            )
         payload = cache._dump(full, value, expiry)
         keep = max(policy.stale_while_revalidate, policy.stale_if_error)
         store = self._store_commands(full, payload, expiry, delta, versions, keep)
         try:
             stored, released = yield (
                 cache._writes.send_batch,
-                ([store, self._release_command(lock, token)],),
+                ([store, self._release_command(lock.key, lock.token)],),
             )
         except cache._errors as exc:
             return cache._fault("get_or_set", exc, value)
-        yield from self._after_release(released, lock, token)
+        lock.held = False
+        yield from self._after_release(released, lock.key, lock.token)
         if isinstance(stored, BaseException):
             return cache._fault("get_or_set", stored, value)
         self._remember(full, time.time() + expiry if expiry else 0.0, value, policy)
@@ -399,9 +481,11 @@ class Memo:
                     type(exc).__name__,
                     exc,
                 )
+                if expires and time.time() >= expires:
+                    self.cache.counters.add("memoize.stale_served")
                 return value
         self.cache._fault("get_or_set", exc, None)
-        return (yield compute, ())
+        return (yield from self._call(compute))
 
     def set_tagged(
         self, key: str, value: Any, timeout: Timeout, tags: tuple[str, ...]
