@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from helpers import cachecore_warnings
 
 import cachecore
 import cachecore.aio
@@ -207,6 +208,53 @@ def test_cancelled_calls_never_leave_a_reply_for_the_next_caller(server: ServerP
         mismatched, cancelled = asyncio.run(main(proxy))
     assert mismatched == 0
     assert cancelled > iterations // 4, cancelled  # the cancellations did land mid-flight
+
+
+@pytest.mark.parametrize("scheme", ["valkey", "redis"])
+def test_lost_reply_never_reruns_inc_add_or_delete(
+    server: ServerProcess, scheme: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The proxy drops a reply after the server ran the command: inc/dec/add/delete give
+    # their fault value with one warning and never run twice; idempotent calls retry.
+    from cachecore.testing.proxy import FaultProxy
+
+    prefix = _prefix()
+
+    async def main(proxy: FaultProxy) -> None:
+        url = f"{scheme}://{proxy.host}:{proxy.port}/0"
+        async with cachecore.aio.from_url(url, key_prefix=prefix) as cache:
+            assert await cache.set("gone", 1) is True
+            for label, call, fault in [
+                ("inc", lambda: cache.inc("n"), None),
+                ("dec", lambda: cache.dec("m", 5), None),
+                ("add", lambda: cache.add("lock", "mine"), False),
+                ("delete", lambda: cache.delete("gone"), False),
+            ]:
+                assert await cache.ping() is True  # reconnected: the drop hits the call
+                caplog.clear()
+                proxy.drop_next_reply()
+                with caplog.at_level(logging.WARNING, logger="cachecore"):
+                    assert await call() is fault, label
+                warnings = cachecore_warnings(caplog)
+                assert len(warnings) == 1 and label in warnings[0], warnings
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="cachecore"):
+                for label, call, expected in [
+                    ("get", lambda: cache.get("lock"), "mine"),
+                    ("get_many", lambda: cache.get_many("lock", "x"), ["mine", None]),
+                    ("set", lambda: cache.set("a", 2), True),
+                ]:
+                    assert await cache.ping() is True
+                    proxy.drop_next_reply()
+                    assert await call() == expected, label
+            assert cachecore_warnings(caplog) == []
+            assert await cache.inc("n") == 2  # the lost inc ran exactly once
+
+    with FaultProxy(server.host, server.port) as proxy, server.client() as admin:
+        asyncio.run(main(proxy))
+        assert admin.get(prefix + "m") == b"-5"
+        assert admin.exists(prefix + "gone") == 0
+        assert proxy.dropped == 7
 
 
 def test_one_cache_across_event_loops(url: str) -> None:
