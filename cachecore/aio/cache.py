@@ -48,6 +48,8 @@ class AsyncBaseRedisCache(CacheProtocol):
         ``ignore_delete_many_errors``. To check the server answers, ``await cache.ping()``.
     """
 
+    _client_kind = "an asyncio Redis-API client"
+
     def __init__(
         self,
         client: Any,
@@ -60,9 +62,10 @@ class AsyncBaseRedisCache(CacheProtocol):
         read_client: Any = None,
         ignore_delete_many_errors: bool = True,
     ) -> None:
-        if client is None:
-            raise TypeError("client must be an asyncio Redis-API client, got None")
         self._setup(
+            client,
+            read_client,
+            async_transport_for,
             default_timeout,
             key_prefix,
             serializer,
@@ -70,9 +73,6 @@ class AsyncBaseRedisCache(CacheProtocol):
             max_value_size,
             ignore_delete_many_errors,
         )
-        writes = async_transport_for(client)
-        reads = writes.reader if read_client is None else async_transport_for(read_client)
-        self._use(writes, reads)
 
     @property
     def client(self) -> Any:
