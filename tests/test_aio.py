@@ -257,6 +257,32 @@ def test_lost_reply_never_reruns_inc_add_or_delete(
         assert proxy.dropped == 7
 
 
+def test_an_observer_sees_every_hot_call(url: str) -> None:
+    # get, inc and get_many skip the generic driver when no one observes the cache;
+    # once observed, each call must still reach the observers.
+    from cachecore.observability import CallEvent, observe
+
+    events: list[CallEvent] = []
+
+    class Recorder:
+        def on_call(self, event: CallEvent) -> None:
+            events.append(event)
+
+    async def main() -> None:
+        async with cachecore.aio.from_url(url, key_prefix=_prefix()) as cache:
+            observe(cache, Recorder())
+            await cache.set("k", 1)
+            await cache.get("k")
+            await cache.inc("n")
+            await cache.dec("n")
+            await cache.get_many("k", "x")
+
+    asyncio.run(main())
+    assert [(e.operation, e.outcome) for e in events] == [
+        ("set", "ok"), ("get", "hit"), ("inc", "ok"), ("dec", "ok"), ("get_many", "ok")
+    ]  # fmt: skip
+
+
 def test_one_cache_across_event_loops(url: str) -> None:
     cache = cachecore.aio.from_url(url, key_prefix=_prefix())
     assert asyncio.run(cache.set("k", 1)) is True
