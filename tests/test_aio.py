@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -224,12 +224,13 @@ def test_lost_reply_never_reruns_inc_add_or_delete(
         url = f"{scheme}://{proxy.host}:{proxy.port}/0"
         async with cachecore.aio.from_url(url, key_prefix=prefix) as cache:
             assert await cache.set("gone", 1) is True
-            for label, call, fault in [
+            once: list[tuple[str, Callable[[], Awaitable[Any]], Any]] = [
                 ("inc", lambda: cache.inc("n"), None),
                 ("dec", lambda: cache.dec("m", 5), None),
                 ("add", lambda: cache.add("lock", "mine"), False),
                 ("delete", lambda: cache.delete("gone"), False),
-            ]:
+            ]
+            for label, call, fault in once:
                 assert await cache.ping() is True  # reconnected: the drop hits the call
                 caplog.clear()
                 proxy.drop_next_reply()
@@ -239,11 +240,12 @@ def test_lost_reply_never_reruns_inc_add_or_delete(
                 assert len(warnings) == 1 and label in warnings[0], warnings
             caplog.clear()
             with caplog.at_level(logging.WARNING, logger="cachecore"):
-                for label, call, expected in [
+                retried: list[tuple[str, Callable[[], Awaitable[Any]], Any]] = [
                     ("get", lambda: cache.get("lock"), "mine"),
                     ("get_many", lambda: cache.get_many("lock", "x"), ["mine", None]),
                     ("set", lambda: cache.set("a", 2), True),
-                ]:
+                ]
+                for label, call, expected in retried:
                     assert await cache.ping() is True
                     proxy.drop_next_reply()
                     assert await call() == expected, label
