@@ -83,15 +83,8 @@ class CircuitBreaker:
         trial = self._admit()
         try:
             result = function()
-        except answers:
-            self._record_success(trial)  # a reply: the connection works
-            raise
-        except failures as exc:
-            if not isinstance(exc, CircuitOpenError):
-                self._record_failure(trial)
-            raise
-        except BaseException:
-            self._record_success(trial)  # the server answered, if only with an error
+        except BaseException as exc:
+            self._settle(trial, exc, failures, answers)
             raise
         self._record_success(trial)
         return result
@@ -107,23 +100,31 @@ class CircuitBreaker:
         trial = self._admit()
         try:
             result = await function()
-        except answers:
-            self._record_success(trial)
-            raise
-        except failures as exc:
-            if not isinstance(exc, CircuitOpenError):
-                self._record_failure(trial)
-            raise
-        except asyncio.CancelledError:
-            if trial:
-                with self._lock:
-                    self._trial_running = False
-            raise
-        except BaseException:
-            self._record_success(trial)
+        except BaseException as exc:
+            self._settle(trial, exc, failures, answers)
             raise
         self._record_success(trial)
         return result
+
+    def _settle(
+        self,
+        trial: bool,
+        exc: BaseException,
+        failures: tuple[type[BaseException], ...],
+        answers: tuple[type[BaseException], ...],
+    ) -> None:
+        """Count the call that raised ``exc`` (the one outcome rule of both drivers)."""
+        if isinstance(exc, answers):
+            self._record_success(trial)  # a reply: the connection works
+        elif isinstance(exc, failures):
+            if not isinstance(exc, CircuitOpenError):
+                self._record_failure(trial)
+        elif isinstance(exc, asyncio.CancelledError):  # neither way; the trial is over
+            if trial:
+                with self._lock:
+                    self._trial_running = False
+        else:
+            self._record_success(trial)  # the server answered, if only with an error
 
     def _admit(self) -> bool:
         with self._lock:
@@ -162,17 +163,12 @@ class CircuitBreaker:
             self._state = CLOSED
 
 
-class CircuitBreakerClient:
-    """A transport guarded by a circuit breaker (see the module docstring).
+class _Guarded:
+    """What both breaker transports share: the breaker, the inner transport's errors
+    (plus :class:`CircuitOpenError`), the reader, and each call routed through
+    ``_guard``, which the blocking and the asyncio transport define (one driver each)."""
 
-    It is also the cache's ``client``: :meth:`execute_command` sends a command of your
-    own through the breaker, and :attr:`state` tells where the breaker stands.
-
-    :param inner: the transport to guard, or a client with redis-py's API.
-    :param threshold: consecutive connection failures that open the circuit.
-    :param reset_timeout: seconds the circuit stays open before a trial call.
-    :param breaker: the state to use (shared with another transport); default: new.
-    """
+    inner: Any
 
     def __init__(
         self,
@@ -182,18 +178,23 @@ class CircuitBreakerClient:
         breaker: CircuitBreaker | None = None,
     ) -> None:
         self.breaker = breaker or CircuitBreaker(threshold, reset_timeout)
-        self.inner: Transport = transport_for(inner)
+        self.inner = self._transport_for(inner)
         self.client = self
         self.failures = (*self.inner.failures, CircuitOpenError)
         self.reply_errors = self.inner.reply_errors
         self.errors = (*self.inner.errors, CircuitOpenError)
         self.keyslot = self.inner.keyslot
         inner_reader = self.inner.reader
-        self._reader: Transport = (
-            self
-            if inner_reader is self.inner
-            else CircuitBreakerClient(inner_reader, breaker=self.breaker)
+        self._reader = (
+            self if inner_reader is self.inner else type(self)(inner_reader, breaker=self.breaker)
         )
+
+    @staticmethod
+    def _transport_for(inner: Any) -> Any:
+        raise NotImplementedError
+
+    def _guard(self, function: Callable[[], Any]) -> Any:
+        raise NotImplementedError
 
     @property
     def threshold(self) -> int:
@@ -210,13 +211,10 @@ class CircuitBreakerClient:
         """``"closed"``, ``"open"`` or ``"half-open"``."""
         return self.breaker.state
 
-    def _guard(self, function: Callable[[], _T]) -> _T:
-        return self.breaker.call(function, self.inner.failures, self.inner.reply_errors)
-
     # -- the transport ---------------------------------------------------------------------
 
     @property
-    def reader(self) -> Transport:
+    def reader(self) -> Any:
         return self._reader
 
     def send(self, *command: Any) -> Any:
@@ -225,17 +223,41 @@ class CircuitBreakerClient:
     def send_once(self, *command: Any) -> Any:
         return self._guard(lambda: self.inner.send_once(*command))
 
-    def send_batch(self, commands: Sequence[Command]) -> list[Any]:
+    def send_batch(self, commands: Sequence[Command]) -> Any:
         return self._guard(lambda: self.inner.send_batch(commands))
 
-    def nodes(self) -> list[Transport]:
-        nodes = self._guard(self.inner.nodes)
+    def _wrap_nodes(self, nodes: list[Any]) -> list[Any]:
         if nodes == [self.inner]:
             return [self]
-        return [CircuitBreakerClient(node, breaker=self.breaker) for node in nodes]
+        return [type(self)(node, breaker=self.breaker) for node in nodes]
 
     def describe(self) -> str:
-        return self.inner.describe()
+        return str(self.inner.describe())
+
+
+class CircuitBreakerClient(_Guarded):
+    """A transport guarded by a circuit breaker (see the module docstring).
+
+    It is also the cache's ``client``: :meth:`execute_command` sends a command of your
+    own through the breaker, and :attr:`state` tells where the breaker stands.
+
+    :param inner: the transport to guard, or a client with redis-py's API.
+    :param threshold: consecutive connection failures that open the circuit.
+    :param reset_timeout: seconds the circuit stays open before a trial call.
+    :param breaker: the state to use (shared with another transport); default: new.
+    """
+
+    inner: Transport
+
+    @staticmethod
+    def _transport_for(inner: Any) -> Transport:
+        return transport_for(inner)
+
+    def _guard(self, function: Callable[[], _T]) -> _T:
+        return self.breaker.call(function, self.inner.failures, self.inner.reply_errors)
+
+    def nodes(self) -> list[Transport]:
+        return self._wrap_nodes(self._guard(self.inner.nodes))
 
     def close(self) -> None:
         self.inner.close()
@@ -245,7 +267,7 @@ class CircuitBreakerClient:
         return self.send(*args)
 
 
-class AsyncCircuitBreakerClient:
+class AsyncCircuitBreakerClient(_Guarded):
     """:class:`CircuitBreakerClient` for asyncio: an
     :class:`~cachecore.transport.AsyncTransport` guarded by a circuit breaker.
 
@@ -255,58 +277,19 @@ class AsyncCircuitBreakerClient:
     :param breaker: the state to use (shared with another transport); default: new.
     """
 
-    def __init__(
-        self,
-        inner: Any,
-        threshold: int = 5,
-        reset_timeout: float = 5.0,
-        breaker: CircuitBreaker | None = None,
-    ) -> None:
+    inner: AsyncTransport
+
+    @staticmethod
+    def _transport_for(inner: Any) -> AsyncTransport:
         from cachecore.adapters.aio import async_transport_for
 
-        self.breaker = breaker or CircuitBreaker(threshold, reset_timeout)
-        self.inner: AsyncTransport = async_transport_for(inner)
-        self.client = self
-        self.failures = (*self.inner.failures, CircuitOpenError)
-        self.reply_errors = self.inner.reply_errors
-        self.errors = (*self.inner.errors, CircuitOpenError)
-        self.keyslot = self.inner.keyslot
-        inner_reader = self.inner.reader
-        self._reader: AsyncTransport = (
-            self
-            if inner_reader is self.inner
-            else AsyncCircuitBreakerClient(inner_reader, breaker=self.breaker)
-        )
-
-    @property
-    def state(self) -> str:
-        """``"closed"``, ``"open"`` or ``"half-open"``."""
-        return self.breaker.state
+        return async_transport_for(inner)
 
     def _guard(self, function: Callable[[], Awaitable[_T]]) -> Awaitable[_T]:
         return self.breaker.acall(function, self.inner.failures, self.inner.reply_errors)
 
-    @property
-    def reader(self) -> AsyncTransport:
-        return self._reader
-
-    def send(self, *command: Any) -> Awaitable[Any]:
-        return self._guard(lambda: self.inner.send(*command))
-
-    def send_once(self, *command: Any) -> Awaitable[Any]:
-        return self._guard(lambda: self.inner.send_once(*command))
-
-    def send_batch(self, commands: Sequence[Command]) -> Awaitable[list[Any]]:
-        return self._guard(lambda: self.inner.send_batch(commands))
-
     async def nodes(self) -> list[AsyncTransport]:
-        nodes = await self._guard(self.inner.nodes)
-        if nodes == [self.inner]:
-            return [self]
-        return [AsyncCircuitBreakerClient(node, breaker=self.breaker) for node in nodes]
-
-    def describe(self) -> str:
-        return self.inner.describe()
+        return self._wrap_nodes(await self._guard(self.inner.nodes))
 
     def aclose(self) -> Awaitable[None]:
         return self.inner.aclose()

@@ -143,9 +143,14 @@ class CacheProtocol:
     _reads: Any
     _errors: tuple[type[BaseException], ...]
     description: str
+    _client_kind = "a Redis-API client"
+    """How the constructor names the client it wants, in its TypeError."""
 
     def _setup(
         self,
+        client: Any,
+        read_client: Any,
+        transport_for: Callable[[Any], Any],
         default_timeout: Timeout,
         key_prefix: KeyPrefix,
         serializer: Serializer | None,
@@ -153,6 +158,13 @@ class CacheProtocol:
         max_value_size: int | None,
         ignore_delete_many_errors: bool,
     ) -> None:
+        """The constructor of both cache classes (their arguments, checked), given the
+        function that turns a client into a transport of their kind.
+
+        :raises TypeError: ``client`` is None, or an argument has a wrong type.
+        """
+        if client is None:
+            raise TypeError(f"client must be {self._client_kind}, got None")
         if default_timeout is None:
             raise TypeError("default_timeout must be an int or datetime.timedelta, not None")
         self.default_timeout = to_seconds(default_timeout, "default_timeout")
@@ -169,8 +181,8 @@ class CacheProtocol:
         self.ignore_delete_many_errors = ignore_delete_many_errors
         self.counters = Counters()
         self._events = ONE_KEY_EVENTS
-
-    def _use(self, writes: Any, reads: Any) -> None:
+        writes = transport_for(client)
+        reads = writes.reader if read_client is None else transport_for(read_client)
         self._writes = writes
         self._reads = reads
         self._errors = tuple(dict.fromkeys((*writes.errors, *reads.errors)))
@@ -313,6 +325,8 @@ class CacheProtocol:
                 # cachelib's format decoded inline, without a method call per value:
                 # b"!" (byte 33) + pickle, else an ASCII int for loads() to parse.
                 unpickle = pickle.loads
+                if None not in values:  # every key found: one test a value less
+                    return [unpickle(data[1:]) if data[0] == 33 else loads(data) for data in values]
                 return [
                     None if data is None else unpickle(data[1:]) if data[0] == 33 else loads(data)
                     for data in values

@@ -104,9 +104,10 @@ class BaseRedisCache(CacheProtocol, BaseCache):
         ignore_delete_many_errors: bool = True,
         check_connection: bool = False,
     ) -> None:
-        if client is None:
-            raise TypeError("client must be a Redis-API client, got None")
         self._setup(
+            client,
+            read_client,
+            transport_for,
             default_timeout,
             key_prefix,
             serializer,
@@ -114,12 +115,9 @@ class BaseRedisCache(CacheProtocol, BaseCache):
             max_value_size,
             ignore_delete_many_errors,
         )
-        writes = transport_for(client)
-        reads = writes.reader if read_client is None else transport_for(read_client)
-        self._use(writes, reads)
         if check_connection:
             try:
-                writes.send("PING")
+                self._writes.send("PING")
             except self._errors as exc:
                 raise ConnectionCheckError(f"cannot reach the server of {self!r}: {exc}") from exc
 

@@ -15,10 +15,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
+from helpers import cachecore_warnings
 
 import cachecore
 import cachecore.aio
@@ -207,6 +208,81 @@ def test_cancelled_calls_never_leave_a_reply_for_the_next_caller(server: ServerP
         mismatched, cancelled = asyncio.run(main(proxy))
     assert mismatched == 0
     assert cancelled > iterations // 4, cancelled  # the cancellations did land mid-flight
+
+
+@pytest.mark.parametrize("scheme", ["valkey", "redis"])
+def test_lost_reply_never_reruns_inc_add_or_delete(
+    server: ServerProcess, scheme: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The proxy drops a reply after the server ran the command: inc/dec/add/delete give
+    # their fault value with one warning and never run twice; idempotent calls retry.
+    from cachecore.testing.proxy import FaultProxy
+
+    prefix = _prefix()
+
+    async def main(proxy: FaultProxy) -> None:
+        url = f"{scheme}://{proxy.host}:{proxy.port}/0"
+        async with cachecore.aio.from_url(url, key_prefix=prefix) as cache:
+            assert await cache.set("gone", 1) is True
+            once: list[tuple[str, Callable[[], Awaitable[Any]], Any]] = [
+                ("inc", lambda: cache.inc("n"), None),
+                ("dec", lambda: cache.dec("m", 5), None),
+                ("add", lambda: cache.add("lock", "mine"), False),
+                ("delete", lambda: cache.delete("gone"), False),
+            ]
+            for label, call, fault in once:
+                assert await cache.ping() is True  # reconnected: the drop hits the call
+                caplog.clear()
+                proxy.drop_next_reply()
+                with caplog.at_level(logging.WARNING, logger="cachecore"):
+                    assert await call() is fault, label
+                warnings = cachecore_warnings(caplog)
+                assert len(warnings) == 1 and label in warnings[0], warnings
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="cachecore"):
+                retried: list[tuple[str, Callable[[], Awaitable[Any]], Any]] = [
+                    ("get", lambda: cache.get("lock"), "mine"),
+                    ("get_many", lambda: cache.get_many("lock", "x"), ["mine", None]),
+                    ("set", lambda: cache.set("a", 2), True),
+                ]
+                for label, call, expected in retried:
+                    assert await cache.ping() is True
+                    proxy.drop_next_reply()
+                    assert await call() == expected, label
+            assert cachecore_warnings(caplog) == []
+            assert await cache.inc("n") == 2  # the lost inc ran exactly once
+
+    with FaultProxy(server.host, server.port) as proxy, server.client() as admin:
+        asyncio.run(main(proxy))
+        assert admin.get(prefix + "m") == b"-5"
+        assert admin.exists(prefix + "gone") == 0
+        assert proxy.dropped == 7
+
+
+def test_an_observer_sees_every_hot_call(url: str) -> None:
+    # get, inc and get_many skip the generic driver when no one observes the cache;
+    # once observed, each call must still reach the observers.
+    from cachecore.observability import CallEvent, observe
+
+    events: list[CallEvent] = []
+
+    class Recorder:
+        def on_call(self, event: CallEvent) -> None:
+            events.append(event)
+
+    async def main() -> None:
+        async with cachecore.aio.from_url(url, key_prefix=_prefix()) as cache:
+            observe(cache, Recorder())
+            await cache.set("k", 1)
+            await cache.get("k")
+            await cache.inc("n")
+            await cache.dec("n")
+            await cache.get_many("k", "x")
+
+    asyncio.run(main())
+    assert [(e.operation, e.outcome) for e in events] == [
+        ("set", "ok"), ("get", "hit"), ("inc", "ok"), ("dec", "ok"), ("get_many", "ok")
+    ]  # fmt: skip
 
 
 def test_one_cache_across_event_loops(url: str) -> None:

@@ -27,6 +27,8 @@ from cachecore.transport import AsyncTransport, Command
 _forks = [0]
 """Bumped in a forked child: connections opened before the fork are the parent's."""
 
+_running_loop = asyncio.get_running_loop
+
 
 def _after_fork() -> None:
     _forks[0] += 1
@@ -100,7 +102,7 @@ class AsyncClientTransport:
         return self.client
 
     def _check_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = _running_loop()
         if loop is not self._loop or self._generation != _forks[0]:
             self._bind(loop)
 
@@ -177,13 +179,16 @@ class AsyncClientTransport:
 
     def send(self, *command: Any) -> Awaitable[Any]:
         # The client's own coroutine, awaited by the caller: no frame of ours on the way.
-        if self._loop is not asyncio.get_running_loop() or self._generation != _forks[0]:
-            self._bind(asyncio.get_running_loop())
+        loop = _running_loop()
+        if loop is not self._loop or self._generation != _forks[0]:
+            self._bind(loop)
         awaitable: Awaitable[Any] = self.client.execute_command(*command)
         return awaitable
 
     async def send_once(self, *command: Any) -> Any:
-        self._check_loop()
+        loop = _running_loop()  # _check_loop, inlined on this hot path
+        if loop is not self._loop or self._generation != _forks[0]:
+            self._bind(loop)
         # A client built by cachecore then makes one attempt (see adapters.retry); one
         # built elsewhere retries as its own retry policy says.
         token = ONCE.set(True)
@@ -273,9 +278,9 @@ class AsyncClusterTransport(AsyncClientTransport):
         super().__init__(client, rebuild=rebuild)
         self.keyslot = client.keyslot
 
-    def _check_loop(self) -> None:
-        super()._check_loop()
-        self.keyslot = self.client.keyslot
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        super()._bind(loop)
+        self.keyslot = self.client.keyslot  # the client may have been rebuilt
 
     async def nodes(self) -> list[AsyncTransport]:
         self._check_loop()
