@@ -8,6 +8,8 @@ round:
 * ``base``: the driver without the always-on counters (the driver before this change);
 * ``counters``: an ordinary cache (always-on counters, no observer);
 * ``otel``: ``metrics=true`` on an SDK ``MeterProvider`` (histogram per call);
+* ``otel-norec``: as ``otel``, with the SDK's ``Histogram.record`` replaced by a no-op:
+  what cachecore's timed driver costs by itself;
 * ``observer``: one no-op plugin-style observer.
 
 It prints calls/s medians and the median of the per-round ratios to ``base``/``counters``.
@@ -29,7 +31,7 @@ from time import perf_counter
 from typing import Any
 
 import cachecore
-from cachecore.observability import CallEvent, observe
+from cachecore.observability import CallEvent, observe, observed
 from cachecore.otel import DURATION_BOUNDARIES
 from cachecore.redis_base import BaseRedisCache
 from cachecore.testing.servers import ServerProcess, newest_server_binary
@@ -43,6 +45,10 @@ def _uncounted_run(self: BaseRedisCache, plan: Any) -> Any:
     except self._errors as exc:
         return self._fault(operation, exc, fault)
     return finish(key, reply)
+
+
+def _no_record(amount: float, attributes: Any) -> None:
+    pass
 
 
 class _Nothing:
@@ -97,8 +103,13 @@ def main(argv: list[str] | None = None) -> int:
             "base": cachecore.from_url(url),
             "counters": cachecore.from_url(url),
             "otel": cachecore.from_url(url, meter_provider=MeterProvider([InMemoryMetricReader()])),
+            "otel-norec": cachecore.from_url(
+                url, meter_provider=MeterProvider([InMemoryMetricReader()])
+            ),
             "observer": cachecore.from_url(url),
         }
+        for recorder in observed(caches["otel-norec"]).recorders:
+            recorder._histogram = _no_record  # type: ignore[attr-defined]
         observe(caches["observer"], _Nothing())
         caches["base"]._run = types.MethodType(_uncounted_run, caches["base"])
         caches["counters"].set("k", "v" * 100)
@@ -127,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<10} {statistics.median(values):>9.0f} {vs_base:>7.3f}x {vs_counted:>11.3f}x")
     get_s = 1 / statistics.median(rates["counters"])
     record_s = statistics.median(records)
+    in_place = statistics.median(
+        o / n for o, n in zip(rates["otel"], rates["otel-norec"], strict=True)
+    )
+    print(f"otel / otel-norec: {in_place:.3f}x (the SDK's record, in place)")
     print(
         f"floor: the SDK's Histogram.record alone takes {record_s * 1e6:.2f} us a call, "
         f"{record_s / get_s:.1%} of a get ({get_s * 1e6:.1f} us): "
