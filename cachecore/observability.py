@@ -2,9 +2,11 @@
 
 A cache without observers runs its ordinary drivers: nothing here is on its path. When
 a cache gets observers (:func:`observe`, the ``metrics``/``tracing`` options, or a
-plugin's ``cachecore_cache_observer`` hook), its two drivers are replaced, on that
-instance only, by timed ones that tell every observer about each call with a
-:class:`CallEvent`. The always-on counters (:mod:`cachecore.stats`) are kept either way.
+plugin's ``cachecore_cache_observer`` hook), its drivers are replaced, on that instance
+only, by timed ones (:class:`_Observed`): OpenTelemetry's histogram is recorded
+directly (:class:`Recorder`), other observers get a :class:`CallEvent`, and spans are
+opened only when a tracer is set. The always-on counters (:mod:`cachecore.stats`) are
+kept either way.
 """
 
 from __future__ import annotations
