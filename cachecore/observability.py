@@ -233,49 +233,14 @@ class _Observed:
     # Multi-step calls: the cache's own driver, timed.
 
     def drive(self, steps: Steps[Any]) -> Any:
-        operation = _operation(steps)
-        started = perf_counter()
-        token = _FAULT.set(None)
-        try:
-            cache: Any = self.cache
-            result = type(cache)._drive(cache, steps)
-        except BaseException as exc:
-            self._drive_failed(operation, started, exc)
-            raise
-        finally:
-            fault = _FAULT.get()
-            _FAULT.reset(token)
-        self._drive_done(operation, started, fault)
-        return result
+        cache: Any = self.cache
+        with _Timed(self, steps):
+            return type(cache)._drive(cache, steps)
 
     async def drive_async(self, steps: Steps[Any]) -> Any:
-        operation = _operation(steps)
-        started = perf_counter()
-        token = _FAULT.set(None)
-        try:
-            cache: Any = self.cache
-            result = await type(cache)._drive(cache, steps)
-        except BaseException as exc:
-            self._drive_failed(operation, started, exc)
-            raise
-        finally:
-            fault = _FAULT.get()
-            _FAULT.reset(token)
-        self._drive_done(operation, started, fault)
-        return result
-
-    def _drive_done(self, operation: str, started: float, fault: str | None) -> None:
-        outcome = "ok" if fault is None else "fault"
-        self._report(operation, outcome, perf_counter() - started, fault, None)
-
-    def _drive_failed(self, operation: str, started: float, exc: BaseException) -> None:
-        # A BackendError (raise_errors) was counted as a fault on its way out; another
-        # exception (a bug, a cancelled task, memoize's function raising) is not one.
-        fault = _FAULT.get()
-        if fault is None and isinstance(exc, self.cache._errors):
-            fault = self._kind(exc)
-        if fault is not None:
-            self._report(operation, "fault", perf_counter() - started, fault, None)
+        cache: Any = self.cache
+        with _Timed(self, steps):
+            return await type(cache)._drive(cache, steps)
 
     # With a tracer: the same, inside a span.
 
@@ -303,6 +268,35 @@ class _Observed:
     async def drive_async_traced(self, steps: Steps[Any]) -> Any:
         with self._span(_operation(steps), None):
             return await self.drive_async(steps)
+
+
+class _Timed:
+    """Times one multi-step call and reports it: ``fault`` when the protocol counted a
+    fault during it (a cluster node that failed included) or a backend error escaped
+    it; another exception (a bug, a cancelled task, memoize's function raising) is not
+    a cache outcome and is not reported."""
+
+    __slots__ = ("operation", "started", "state", "token")
+
+    def __init__(self, state: _Observed, steps: Steps[Any]) -> None:
+        self.state = state
+        self.operation = _operation(steps)
+
+    def __enter__(self) -> None:
+        self.token = _FAULT.set(None)
+        self.started = perf_counter()
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        duration = perf_counter() - self.started
+        state = self.state
+        fault = _FAULT.get()
+        _FAULT.reset(self.token)
+        if fault is None and exc is not None and isinstance(exc, state.cache._errors):
+            fault = state._kind(exc)
+        if fault is not None:
+            state._report(self.operation, "fault", duration, fault, None)
+        elif exc is None:
+            state._report(self.operation, "ok", duration, None, None)
 
 
 def _operation(steps: Steps[Any]) -> str:

@@ -39,23 +39,12 @@ def test_counters_are_exact_under_threads() -> None:
     # interval this short makes any unsafe increment lose counts, see the next test).
     cache = cachecore.from_url("memory://", key_prefix="threads:")
     cache.set("present", 1)
-    barrier = threading.Barrier(THREADS)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
 
     def work(number: int) -> None:
-        barrier.wait()
         for i in range(OPS):
             cache.get("present" if i % 2 else f"absent-{number}")
 
-    try:
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    _in_threads(work, THREADS)
     stats = cache.stats()
     assert (stats.hits, stats.misses) == (THREADS * OPS // 2, THREADS * OPS // 2)
     assert stats.sets == 1 and stats.hit_ratio == 0.5
@@ -69,24 +58,33 @@ class _SharedCounters(Counters):
         self.shard = types.SimpleNamespace(counts=self.shard.counts)  # type: ignore[assignment]
 
 
-def _add_from_threads(counters: Counters, threads: int, adds: int) -> int:
+def _in_threads(work: Callable[[int], None], threads: int) -> None:
+    """Run ``work(number)`` in ``threads`` threads at once, switching between them as
+    often as CPython allows, and wait for them."""
     barrier = threading.Barrier(threads)
 
-    def work() -> None:
+    def start(number: int) -> None:
         barrier.wait()
-        for _ in range(adds):
-            counters.add("memoize.computations")
+        work(number)
 
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
-        workers = [threading.Thread(target=work) for _ in range(threads)]
+        workers = [threading.Thread(target=start, args=(n,)) for n in range(threads)]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
     finally:
         sys.setswitchinterval(interval)
+
+
+def _add_from_threads(counters: Counters, threads: int, adds: int) -> int:
+    def work(_number: int) -> None:
+        for _ in range(adds):
+            counters.add("memoize.computations")
+
+    _in_threads(work, threads)
     return counters.totals()["memoize.computations"]
 
 
