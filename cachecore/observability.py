@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
@@ -72,6 +72,10 @@ class Recorder(Protocol):
 
     def record(self, operation: str, outcome: str, duration: float, error: str | None) -> None:
         """Record one call (``error``: the fault kind, for a fault)."""
+
+    def answered(self, operation: str, missed: bool, duration: float, key: str | None) -> None:
+        """Record a one-command call that got a reply (``missed``: it was falsy, so a
+        read's outcome is ``miss``; other operations are ``ok`` either way)."""
 
 
 def key_group(key: str | None) -> str | None:
@@ -156,6 +160,8 @@ class _Observed:
         self.recorders: list[Recorder] = []
         self.observers: list[Observer] = []
         self.tracer: Any = None
+        self.answered: Callable[[str, bool, float, str | None], None] = self._answered
+        """Reports a one-command call that got a reply (``missed``: the reply was falsy)."""
 
     def install(self) -> None:
         """Put the timed drivers on the cache instance (again after a change: spans
@@ -173,6 +179,9 @@ class _Observed:
             if traced:
                 run, drive = self.run_traced, self.drive_traced
         cache._run, cache._drive, cache._count_fault = run, drive, self._count_fault
+        # The common case, OpenTelemetry metrics alone: straight to its histogram.
+        alone = len(self.recorders) == 1 and not self.observers and not traced
+        self.answered = self.recorders[0].answered if alone else self._answered
 
     def _count_fault(self, exc: BaseException) -> None:
         cache = self.cache
@@ -182,6 +191,9 @@ class _Observed:
     def _kind(self, exc: BaseException) -> str:
         cache = self.cache
         return fault_kind(exc, (*cache._writes.reply_errors, *cache._reads.reply_errors))
+
+    def _answered(self, operation: str, missed: bool, duration: float, key: str | None) -> None:
+        self._report(operation, OUTCOMES_BY_REPLY[operation][missed], duration, None, key)
 
     def _report(
         self, operation: str, outcome: str, duration: float, error: str | None, key: str | None
@@ -212,7 +224,7 @@ class _Observed:
         missed = not reply
         cache.counters.shard.counts[cache._events[operation][missed]] += 1
         result = finish(key, reply)
-        self._report(operation, _OUTCOMES[operation][missed], perf_counter() - started, None, key)
+        self.answered(operation, missed, perf_counter() - started, key)
         return result
 
     async def run_async(self, plan: Plan) -> Any:
@@ -227,7 +239,7 @@ class _Observed:
         missed = not reply
         cache.counters.shard.counts[cache._events[operation][missed]] += 1
         result = finish(key, reply)
-        self._report(operation, _OUTCOMES[operation][missed], perf_counter() - started, None, key)
+        self.answered(operation, missed, perf_counter() - started, key)
         return result
 
     # Multi-step calls: the cache's own driver, timed.
@@ -310,7 +322,7 @@ class _Outcomes(dict[str, tuple[str, str]]):
         return ("ok", "ok")
 
 
-_OUTCOMES = _Outcomes(
+OUTCOMES_BY_REPLY = _Outcomes(
     {name: ("hit", "miss") for name in READ_OPERATIONS - {"get_many", "lookup_many"}}
 )
 """A one-command operation's outcome, indexed by ``not reply`` (as
