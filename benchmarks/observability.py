@@ -12,7 +12,9 @@ round:
   what cachecore's timed driver costs by itself;
 * ``observer``: one no-op plugin-style observer.
 
-It prints calls/s medians and the median of the per-round ratios to ``base``/``counters``.
+Each round starts with the next cache in turn (no cache always runs first). It prints
+calls/s medians, the median of the per-round ratios to ``base``/``counters``, and the
+interquartile range of the ratios to ``counters`` (the run's noise).
 Goals (issue 15): counters >= 0.99x base, otel >= 0.95x counters.
 
 Then the floor under ``otel``: what the OpenTelemetry SDK's own ``Histogram.record``
@@ -124,18 +126,23 @@ def main(argv: list[str] | None = None) -> int:
         records: list[float] = []
         for cache in caches.values():
             _time(cache, args.calls // 4)  # warm-up: connections, code paths
-        for _ in range(args.rounds):
-            for name, cache in caches.items():
-                rates[name].append(_time(cache, args.calls))
+        order = list(caches)
+        for round_ in range(args.rounds):
+            # Each round starts with another cache: no cache always runs first.
+            shift = round_ % len(order)
+            for name in order[shift:] + order[:shift]:
+                rates[name].append(_time(caches[name], args.calls))
             records.append(_time_record(histogram.record, args.calls))
     print(f"get on {binary.id}, {args.rounds} rounds x {args.calls} calls, one CPU")
-    print(f"{'cache':<10} {'calls/s':>9} {'vs base':>8} {'vs counters':>12}")
+    print(f"{'cache':<10} {'calls/s':>9} {'vs base':>8} {'vs counters':>12}  vs counters, IQR")
     for name, values in rates.items():
         vs_base = statistics.median(v / b for v, b in zip(values, rates["base"], strict=True))
-        vs_counted = statistics.median(
-            v / b for v, b in zip(values, rates["counters"], strict=True)
+        ratios = [v / b for v, b in zip(values, rates["counters"], strict=True)]
+        low, _, high = statistics.quantiles(ratios, n=4)
+        print(
+            f"{name:<10} {statistics.median(values):>9.0f} {vs_base:>7.3f}x "
+            f"{statistics.median(ratios):>11.3f}x  {low:.3f}-{high:.3f}"
         )
-        print(f"{name:<10} {statistics.median(values):>9.0f} {vs_base:>7.3f}x {vs_counted:>11.3f}x")
     get_s = 1 / statistics.median(rates["counters"])
     record_s = statistics.median(records)
     in_place = statistics.median(
