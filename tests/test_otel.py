@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import cachecore
 import cachecore.aio
 from cachecore import observability, plugins
+from cachecore.errors import BackendError
 from cachecore.near_cache import NearCacheClient
 from cachecore.observability import CallEvent
 from cachecore.testing.cluster import ClusterProcess
@@ -228,3 +229,10 @@ def test_a_multi_key_call_that_misses_a_cluster_node_is_a_fault(
     kinds = {a.get("error.type") for a, _ in points if a["cachecore.operation.outcome"] == "fault"}
     assert kinds == {"connection"}
     assert cache.stats().faults["connection"] == 3
+    strict_reader = InMemoryMetricReader()
+    strict = cachecore.from_url(
+        cluster.url(), raise_errors=True, meter_provider=MeterProvider([strict_reader])
+    )
+    with pytest.raises(BackendError):
+        strict.get_many(*keys)
+    assert _outcomes(strict_reader) == {("get_many", "fault"): 1}
