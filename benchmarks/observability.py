@@ -8,10 +8,19 @@ round:
 * ``base``: the driver without the always-on counters (the driver before this change);
 * ``counters``: an ordinary cache (always-on counters, no observer);
 * ``otel``: ``metrics=true`` on an SDK ``MeterProvider`` (histogram per call);
+* ``otel-norec``: as ``otel``, with the SDK's ``Histogram.record`` replaced by a no-op:
+  what cachecore's timed driver costs by itself;
 * ``observer``: one no-op plugin-style observer.
 
-It prints calls/s medians and the median of the per-round ratios to ``base``/``counters``.
+Each round starts with the next cache in turn (no cache always runs first). It prints
+calls/s medians, the median of the per-round ratios to ``base``/``counters``, and the
+interquartile range of the ratios to ``counters`` (the run's noise).
 Goals (issue 15): counters >= 0.99x base, otel >= 0.95x counters.
+
+Then the floor under ``otel``: what the OpenTelemetry SDK's own ``Histogram.record``
+costs per call (pre-built attributes, the same bucket boundaries, one in-memory reader),
+timed alone in the same rounds, and the best ratio a cache recording one histogram
+point per call can reach: ``get time / (get time + record time)``.
 """
 
 from __future__ import annotations
@@ -24,20 +33,24 @@ from time import perf_counter
 from typing import Any
 
 import cachecore
-from cachecore.observability import CallEvent, observe
+from cachecore.observability import CallEvent, observe, observed
+from cachecore.otel import DURATION_BOUNDARIES
 from cachecore.redis_base import BaseRedisCache
 from cachecore.testing.servers import ServerProcess, newest_server_binary
 
 
 def _uncounted_run(self: BaseRedisCache, plan: Any) -> Any:
     """The blocking driver as it was before the counters: the baseline."""
-    if True:
-        send, operation, fault, finish, key, command = plan
-        try:
-            reply = send(*command)
-        except self._errors as exc:
-            return self._fault(operation, exc, fault)
-        return finish(key, reply)
+    send, operation, fault, finish, key, command = plan
+    try:
+        reply = send(*command)
+    except self._errors as exc:
+        return self._fault(operation, exc, fault)
+    return finish(key, reply)
+
+
+def _no_record(amount: float, attributes: Any) -> None:
+    pass
 
 
 class _Nothing:
@@ -51,6 +64,23 @@ def _time(cache: Any, calls: int) -> float:
     for _ in range(calls):
         get("k")
     return calls / (perf_counter() - start)
+
+
+def _time_record(record: Any, calls: int) -> float:
+    """Seconds per ``Histogram.record`` call of the SDK, loop overhead removed."""
+    attributes = {
+        "cachecore.operation.name": "get",
+        "cachecore.operation.outcome": "hit",
+        "db.system.name": "valkey",
+    }
+    start = perf_counter()
+    for _ in range(calls):
+        record(0.00003, attributes)
+    recorded = perf_counter() - start
+    start = perf_counter()
+    for _ in range(calls):
+        pass
+    return (recorded - (perf_counter() - start)) / calls
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,25 +105,55 @@ def main(argv: list[str] | None = None) -> int:
             "base": cachecore.from_url(url),
             "counters": cachecore.from_url(url),
             "otel": cachecore.from_url(url, meter_provider=MeterProvider([InMemoryMetricReader()])),
+            "otel-norec": cachecore.from_url(
+                url, meter_provider=MeterProvider([InMemoryMetricReader()])
+            ),
             "observer": cachecore.from_url(url),
         }
+        for recorder in observed(caches["otel-norec"]).recorders:
+            recorder._histogram = _no_record  # type: ignore[attr-defined]
         observe(caches["observer"], _Nothing())
         caches["base"]._run = types.MethodType(_uncounted_run, caches["base"])
         caches["counters"].set("k", "v" * 100)
+        histogram = (
+            MeterProvider([InMemoryMetricReader()])
+            .get_meter("floor")
+            .create_histogram(
+                "floor", unit="s", explicit_bucket_boundaries_advisory=list(DURATION_BOUNDARIES)
+            )
+        )
         rates: dict[str, list[float]] = {name: [] for name in caches}
+        records: list[float] = []
         for cache in caches.values():
             _time(cache, args.calls // 4)  # warm-up: connections, code paths
-        for _ in range(args.rounds):
-            for name, cache in caches.items():
-                rates[name].append(_time(cache, args.calls))
+        order = list(caches)
+        for round_ in range(args.rounds):
+            # Each round starts with another cache: no cache always runs first.
+            shift = round_ % len(order)
+            for name in order[shift:] + order[:shift]:
+                rates[name].append(_time(caches[name], args.calls))
+            records.append(_time_record(histogram.record, args.calls))
     print(f"get on {binary.id}, {args.rounds} rounds x {args.calls} calls, one CPU")
-    print(f"{'cache':<10} {'calls/s':>9} {'vs base':>8} {'vs counters':>12}")
+    print(f"{'cache':<10} {'calls/s':>9} {'vs base':>8} {'vs counters':>12}  vs counters, IQR")
     for name, values in rates.items():
         vs_base = statistics.median(v / b for v, b in zip(values, rates["base"], strict=True))
-        vs_counted = statistics.median(
-            v / b for v, b in zip(values, rates["counters"], strict=True)
+        ratios = [v / b for v, b in zip(values, rates["counters"], strict=True)]
+        low, _, high = statistics.quantiles(ratios, n=4)
+        print(
+            f"{name:<10} {statistics.median(values):>9.0f} {vs_base:>7.3f}x "
+            f"{statistics.median(ratios):>11.3f}x  {low:.3f}-{high:.3f}"
         )
-        print(f"{name:<10} {statistics.median(values):>9.0f} {vs_base:>7.3f}x {vs_counted:>11.3f}x")
+    get_s = 1 / statistics.median(rates["counters"])
+    record_s = statistics.median(records)
+    in_place = statistics.median(
+        o / n for o, n in zip(rates["otel"], rates["otel-norec"], strict=True)
+    )
+    print(f"otel / otel-norec: {in_place:.3f}x (the SDK's record, in place)")
+    print(
+        f"floor: the SDK's Histogram.record alone takes {record_s * 1e6:.2f} us a call, "
+        f"{record_s / get_s:.1%} of a get ({get_s * 1e6:.1f} us): "
+        f"one point per call can reach at most {get_s / (get_s + record_s):.3f}x"
+    )
     return 0
 
 

@@ -2,18 +2,21 @@
 
 A cache without observers runs its ordinary drivers: nothing here is on its path. When
 a cache gets observers (:func:`observe`, the ``metrics``/``tracing`` options, or a
-plugin's ``cachecore_cache_observer`` hook), its two drivers are replaced, on that
-instance only, by timed ones that tell every observer about each call with a
-:class:`CallEvent`. The always-on counters (:mod:`cachecore.stats`) are kept either way.
+plugin's ``cachecore_cache_observer`` hook), its drivers are replaced, on that instance
+only, by timed ones (:class:`_Observed`): OpenTelemetry's histogram is recorded
+directly (:class:`Recorder`), other observers get a :class:`CallEvent`, and spans are
+opened only when a tracer is set. The always-on counters (:mod:`cachecore.stats`) are
+kept either way.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from cachecore.errors import ConfigurationError
 from cachecore.stats import READ_OPERATIONS, fault_kind
@@ -27,16 +30,18 @@ log = logging.getLogger("cachecore")
 OUTCOMES = ("hit", "miss", "ok", "fault")
 
 
-@dataclass(frozen=True, slots=True)
-class CallEvent:
-    """One call of a cache method, as observers see it.
+class CallEvent(NamedTuple):
+    """One call of a cache method, as observers see it (an immutable named tuple: cheap
+    to build on every call).
 
     :param operation: the method: ``get``, ``get_many``, ``set``... (``get_dict``
         reports as ``get_many``).
     :param outcome: ``hit``/``miss`` for ``get``, ``lookup`` and ``has``; ``ok`` for
         every other call that reached the server (``get_many`` included: its per-key
         hits are in ``cache.stats()``); ``fault`` when it ended in the fault value (or
-        :class:`~cachecore.errors.BackendError`).
+        :class:`~cachecore.errors.BackendError`), or when a multi-key call on a cluster
+        reached only some nodes (the keys of the failed node were not read, stored or
+        deleted; the call returns what the other nodes did).
     :param duration: seconds, from before the first command to the result.
     :param error_type: for a fault, its kind (see :data:`cachecore.stats.FAULT_KINDS`).
     :param key: the user's key (without the cache's prefix) for one-key calls, else
@@ -59,6 +64,18 @@ class Observer(Protocol):
     loop), after the call; it must be quick and must not raise."""
 
     def on_call(self, event: CallEvent) -> None: ...
+
+
+class Recorder(Protocol):
+    """What the timed drivers call for :class:`cachecore.otel.OtelMetrics`: the call's
+    facts as arguments, without building a :class:`CallEvent`."""
+
+    def record(self, operation: str, outcome: str, duration: float, error: str | None) -> None:
+        """Record one call (``error``: the fault kind, for a fault)."""
+
+    def answered(self, operation: str, missed: bool, duration: float, key: str | None) -> None:
+        """Record a one-command call that got a reply (``missed``: it was falsy, so a
+        read's outcome is ``miss``; other operations are ``ok`` either way)."""
 
 
 def key_group(key: str | None) -> str | None:
@@ -92,59 +109,152 @@ def observe(cache: CacheProtocol, *observers: Observer, tracer: Any = None) -> N
     for observer in observers:
         if not callable(getattr(observer, "on_call", None)):
             raise TypeError(f"an observer needs an on_call(event) method: {observer!r}")
+    state = observed(cache)
+    otel = sys.modules.get("cachecore.otel")
+    for observer in observers:
+        if otel is not None and isinstance(observer, otel.OtelMetrics):
+            state.recorders.append(observer)
+        else:
+            state.observers.append(observer)
+    if tracer is not None:
+        state.tracer = tracer
+    state.install()
+
+
+def observed(cache: CacheProtocol) -> _Observed:
+    """The timed drivers of ``cache``, made (not yet installed) on first use."""
     state: _Observed | None = cache.__dict__.get("_observed")
     if state is None:
         state = _Observed(cache, system_of(cache))
         cache.__dict__["_observed"] = state
-        state.install()
-    state.observers.extend(observers)
-    if tracer is not None:
-        state.tracer = tracer
+    return state
 
 
 def observers_of(cache: CacheProtocol) -> list[Observer]:
     """The observers of ``cache`` (empty for a cache no one observes)."""
     state: _Observed | None = cache.__dict__.get("_observed")
-    return [] if state is None else list(state.observers)
+    if state is None:
+        return []
+    return [*state.recorders, *state.observers]  # type: ignore[list-item]
+
+
+# The fault kind counted during the current multi-key call (set by the observed
+# cache's _count_fault, read by its driver). A context variable: each thread and each
+# asyncio task has its own, so concurrent calls on one cache don't see each other's.
+_FAULT: ContextVar[str | None] = ContextVar("cachecore_fault", default=None)
 
 
 class _Observed:
-    """The timed drivers of one observed cache."""
+    """The timed drivers of one observed cache.
+
+    One-command calls (plans) are timed here, with the same steps as the cache's own
+    ``_run`` plus the clock (their outcome needs the raw reply). Multi-step calls time
+    the cache's own ``_drive``: a fault is whatever the protocol counts as one
+    (``_count_fault``, wrapped here), so a multi-key call that reached only some
+    cluster nodes is a fault too.
+    """
 
     def __init__(self, cache: CacheProtocol, system: str) -> None:
         self.cache = cache
         self.system = system
+        self.recorders: list[Recorder] = []
         self.observers: list[Observer] = []
         self.tracer: Any = None
+        self.answered: Callable[[str, bool, float, str | None], None] = self._answered
+        """Reports a one-command call that got a reply (``missed``: the reply was falsy)."""
 
     def install(self) -> None:
+        """Put the timed drivers on the cache instance (again after a change: spans
+        cost nothing until a tracer is set)."""
         from cachecore.aio.cache import AsyncBaseRedisCache
 
         cache: Any = self.cache
+        traced = self.tracer is not None
         if isinstance(self.cache, AsyncBaseRedisCache):
-            cache._run, cache._drive = self.run_async, self.drive_async
+            run, drive = self.run_async, self.drive_async
+            if traced:
+                run, drive = self.run_async_traced, self.drive_async_traced
         else:
-            cache._run, cache._drive = self.run, self.drive
+            run, drive = self.run, self.drive
+            if traced:
+                run, drive = self.run_traced, self.drive_traced
+        cache._run, cache._drive, cache._count_fault = run, drive, self._count_fault
+        # The common case, OpenTelemetry metrics alone: straight to its histogram.
+        alone = len(self.recorders) == 1 and not self.observers and not traced
+        self.answered = self.recorders[0].answered if alone else self._answered
 
-    # The drivers of cachecore.redis_base and cachecore.aio.cache, timed and reported.
-
-    def _emit(
-        self, operation: str, outcome: str, started: float, error: str | None, key: str | None
-    ) -> None:
-        event = CallEvent(
-            operation, outcome, time.perf_counter() - started, error, key, self.system
-        )
-        if self.tracer is not None:
-            _mark_span(outcome, error)
-        for observer in self.observers:
-            try:
-                observer.on_call(event)
-            except Exception:  # an exporter's bug must not break the cache call
-                log.exception("cachecore: observer %r failed on %s", observer, operation)
+    def _count_fault(self, exc: BaseException) -> None:
+        cache = self.cache
+        type(cache)._count_fault(cache, exc)
+        _FAULT.set(self._kind(exc))
 
     def _kind(self, exc: BaseException) -> str:
         cache = self.cache
         return fault_kind(exc, (*cache._writes.reply_errors, *cache._reads.reply_errors))
+
+    def _answered(self, operation: str, missed: bool, duration: float, key: str | None) -> None:
+        self._report(operation, OUTCOMES_BY_REPLY[operation][missed], duration, None, key)
+
+    def _report(
+        self, operation: str, outcome: str, duration: float, error: str | None, key: str | None
+    ) -> None:
+        for recorder in self.recorders:
+            recorder.record(operation, outcome, duration, error)
+        if self.observers:
+            event = CallEvent(operation, outcome, duration, error, key, self.system)
+            for observer in self.observers:
+                try:
+                    observer.on_call(event)
+                except Exception:  # an exporter's bug must not break the cache call
+                    log.exception("cachecore: observer %r failed on %s", observer, operation)
+        if self.tracer is not None:
+            _mark_span(outcome, error)
+
+    # One-command calls: cachecore.redis_base's and cachecore.aio.cache's _run, timed.
+
+    def run(self, plan: Plan) -> Any:
+        send, operation, fault, finish, key, command = plan
+        cache = self.cache
+        started = perf_counter()
+        try:
+            reply = send(*command)
+        except cache._errors as exc:
+            self._report(operation, "fault", perf_counter() - started, self._kind(exc), key)
+            return cache._fault(operation, exc, fault)
+        missed = not reply
+        cache.counters.shard.counts[cache._events[operation][missed]] += 1
+        result = finish(key, reply)
+        self.answered(operation, missed, perf_counter() - started, key)
+        return result
+
+    async def run_async(self, plan: Plan) -> Any:
+        send, operation, fault, finish, key, command = plan
+        cache = self.cache
+        started = perf_counter()
+        try:
+            reply = await send(*command)
+        except cache._errors as exc:
+            self._report(operation, "fault", perf_counter() - started, self._kind(exc), key)
+            return cache._fault(operation, exc, fault)
+        missed = not reply
+        cache.counters.shard.counts[cache._events[operation][missed]] += 1
+        result = finish(key, reply)
+        self.answered(operation, missed, perf_counter() - started, key)
+        return result
+
+    # Multi-step calls: the cache's own driver, timed.
+
+    def drive(self, steps: Steps[Any]) -> Any:
+        cache: Any = self.cache
+        with _Timed(self, steps):
+            return type(cache)._drive(cache, steps)
+
+    async def drive_async(self, steps: Steps[Any]) -> Any:
+        cache: Any = self.cache
+        with _Timed(self, steps):
+            return await type(cache)._drive(cache, steps)
+
+    # With a tracer: the same, inside a span.
 
     def _span(self, operation: str, key: str | None) -> Any:
         group = key_group(key)
@@ -155,105 +265,50 @@ class _Observed:
             attributes={"db.system.name": self.system, "cachecore.operation.name": operation},
         )
 
-    def run(self, plan: Plan) -> Any:
-        if self.tracer is None:
-            return self._run(plan)
+    def run_traced(self, plan: Plan) -> Any:
         with self._span(plan[1], plan[4]):
-            return self._run(plan)
+            return self.run(plan)
 
-    def _run(self, plan: Plan) -> Any:
-        send, operation, fault, finish, key, command = plan
-        cache = self.cache
-        started = time.perf_counter()
-        try:
-            reply = send(*command)
-        except cache._errors as exc:
-            self._emit(operation, "fault", started, self._kind(exc), key)
-            return cache._fault(operation, exc, fault)
-        cache.counters.shard.counts[cache._events[operation][not reply]] += 1
-        result = finish(key, reply)
-        self._emit(operation, _outcome(operation, reply), started, None, key)
-        return result
-
-    def drive(self, steps: Steps[Any]) -> Any:
-        if self.tracer is None:
-            return self._drive(steps)
+    def drive_traced(self, steps: Steps[Any]) -> Any:
         with self._span(_operation(steps), None):
-            return self._drive(steps)
+            return self.drive(steps)
 
-    def _drive(self, steps: Steps[Any]) -> Any:
-        operation = _operation(steps)
-        errors = self.cache._errors
-        started = time.perf_counter()
-        fault: str | None = None
-        try:
-            method, args = next(steps)
-            while True:
-                try:
-                    reply = method(*args)
-                except BaseException as exc:
-                    if isinstance(exc, errors):
-                        fault = self._kind(exc)
-                    method, args = steps.throw(exc)
-                else:
-                    method, args = steps.send(reply)
-        except StopIteration as done:
-            self._emit(operation, "ok" if fault is None else "fault", started, fault, None)
-            return done.value
-        except BaseException as exc:
-            if isinstance(exc, errors) or fault is not None:
-                self._emit(operation, "fault", started, fault or self._kind(exc), None)
-            raise
-
-    async def run_async(self, plan: Plan) -> Any:
-        if self.tracer is None:
-            return await self._run_async(plan)
+    async def run_async_traced(self, plan: Plan) -> Any:
         with self._span(plan[1], plan[4]):
-            return await self._run_async(plan)
+            return await self.run_async(plan)
 
-    async def _run_async(self, plan: Plan) -> Any:
-        send, operation, fault, finish, key, command = plan
-        cache = self.cache
-        started = time.perf_counter()
-        try:
-            reply = await send(*command)
-        except cache._errors as exc:
-            self._emit(operation, "fault", started, self._kind(exc), key)
-            return cache._fault(operation, exc, fault)
-        cache.counters.shard.counts[cache._events[operation][not reply]] += 1
-        result = finish(key, reply)
-        self._emit(operation, _outcome(operation, reply), started, None, key)
-        return result
-
-    async def drive_async(self, steps: Steps[Any]) -> Any:
-        if self.tracer is None:
-            return await self._drive_async(steps)
+    async def drive_async_traced(self, steps: Steps[Any]) -> Any:
         with self._span(_operation(steps), None):
-            return await self._drive_async(steps)
+            return await self.drive_async(steps)
 
-    async def _drive_async(self, steps: Steps[Any]) -> Any:
-        operation = _operation(steps)
-        errors = self.cache._errors
-        started = time.perf_counter()
-        fault: str | None = None
-        try:
-            method, args = next(steps)
-            while True:
-                try:
-                    reply = await method(*args)
-                except BaseException as exc:  # cancellation passes through the steps
-                    if isinstance(exc, errors):
-                        fault = self._kind(exc)
-                    method, args = steps.throw(exc)
-                else:
-                    method, args = steps.send(reply)
-        except StopIteration as done:
-            self._emit(operation, "ok" if fault is None else "fault", started, fault, None)
-            return done.value
-        except BaseException as exc:
-            if isinstance(exc, errors) or fault is not None:
-                self._emit(operation, "fault", started, fault or self._kind(exc), None)
-            raise
+
+class _Timed:
+    """Times one multi-step call and reports it: ``fault`` when the protocol counted a
+    fault during it (a cluster node that failed included) or a backend error escaped
+    it; another exception (a bug, a cancelled task, memoize's function raising) is not
+    a cache outcome and is not reported."""
+
+    __slots__ = ("operation", "started", "state", "token")
+
+    def __init__(self, state: _Observed, steps: Steps[Any]) -> None:
+        self.state = state
+        self.operation = _operation(steps)
+
+    def __enter__(self) -> None:
+        self.token = _FAULT.set(None)
+        self.started = perf_counter()
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        duration = perf_counter() - self.started
+        state = self.state
+        fault = _FAULT.get()
+        _FAULT.reset(self.token)
+        if fault is None and exc is not None and isinstance(exc, state.cache._errors):
+            fault = state._kind(exc)
+        if fault is not None:
+            state._report(self.operation, "fault", duration, fault, None)
+        elif exc is None:
+            state._report(self.operation, "ok", duration, None, None)
 
 
 def _operation(steps: Steps[Any]) -> str:
@@ -262,13 +317,16 @@ def _operation(steps: Steps[Any]) -> str:
     return name.removeprefix("_steps_")
 
 
-def _outcome(operation: str, reply: Any) -> str:
-    if operation in _HIT_MISS:
-        return "hit" if reply else "miss"
-    return "ok"
+class _Outcomes(dict[str, tuple[str, str]]):
+    def __missing__(self, operation: str) -> tuple[str, str]:
+        return ("ok", "ok")
 
 
-_HIT_MISS = READ_OPERATIONS - {"get_many", "lookup_many"}
+OUTCOMES_BY_REPLY = _Outcomes(
+    {name: ("hit", "miss") for name in READ_OPERATIONS - {"get_many", "lookup_many"}}
+)
+"""A one-command operation's outcome, indexed by ``not reply`` (as
+:data:`cachecore.stats.ONE_KEY_EVENTS`): hit/miss for reads, ok for the others."""
 
 
 def _mark_span(outcome: str, error: str | None) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from cachecore.errors import ConfigurationError
-from cachecore.observability import CallEvent, system_of
+from cachecore.observability import OUTCOMES_BY_REPLY, CallEvent, observed
 from cachecore.stats import EXTRA_COUNTERS, FAULT_KINDS, CacheStats
 
 if TYPE_CHECKING:
@@ -174,6 +174,23 @@ def _extra(name: str) -> _Reader:
     return read
 
 
+class _ByReply(dict[str, tuple[dict[str, str], dict[str, str]]]):
+    """Attributes of a one-command operation, indexed by ``not reply``."""
+
+    def __init__(self, attributes_for: Callable[[str, str, str | None], dict[str, str]]) -> None:
+        super().__init__()
+        self._attributes_for = attributes_for
+
+    def __missing__(self, operation: str) -> tuple[dict[str, str], dict[str, str]]:
+        truthy, falsy = OUTCOMES_BY_REPLY[operation]
+        found = (
+            self._attributes_for(operation, truthy, None),
+            self._attributes_for(operation, falsy, None),
+        )
+        self[operation] = found
+        return found
+
+
 _BY_PROVIDER: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
@@ -199,27 +216,37 @@ class OtelMetrics:
     def __init__(self, cache: CacheProtocol, meter_provider: Any = None) -> None:
         provider = meter_provider or metrics.get_meter_provider()
         instruments = _instruments(provider)
-        if "_observed" not in cache.__dict__:
-            from cachecore.observability import _Observed
-
-            cache.__dict__["_observed"] = state = _Observed(cache, system_of(cache))
-            state.install()
+        self._system = observed(cache).system
         instruments.caches.add(cache)
-        self._record = instruments.duration.record
-        # One attribute dict per (operation, outcome, error): built once, reused.
+        self._histogram = instruments.duration.record
+        # One attribute dict per (operation, outcome, error), built once and reused:
+        # the SDK copies it, and a new dict per call would cost more than the look-up.
         self._attributes: dict[tuple[str, str, str | None], dict[str, str]] = {}
+        # The same, by operation and `not reply`, for the one-command calls.
+        self._by_reply = _ByReply(self._attributes_for)
 
-    def on_call(self, event: CallEvent) -> None:
-        """Record the call's duration with its attributes."""
-        key = (event.operation, event.outcome, event.error_type)
-        attributes = self._attributes.get(key)
+    def _attributes_for(self, operation: str, outcome: str, error: str | None) -> dict[str, str]:
+        attributes = self._attributes.get((operation, outcome, error))
         if attributes is None:
             attributes = {
-                "cachecore.operation.name": event.operation,
-                "cachecore.operation.outcome": event.outcome,
-                "db.system.name": event.system,
+                "cachecore.operation.name": operation,
+                "cachecore.operation.outcome": outcome,
+                "db.system.name": self._system,
             }
-            if event.error_type is not None:
-                attributes["error.type"] = event.error_type
-            self._attributes[key] = attributes
-        self._record(event.duration, attributes)
+            if error is not None:
+                attributes["error.type"] = error
+            self._attributes[(operation, outcome, error)] = attributes
+        return attributes
+
+    def record(self, operation: str, outcome: str, duration: float, error: str | None) -> None:
+        """Record one call's duration (seconds) with its attributes."""
+        self._histogram(duration, self._attributes_for(operation, outcome, error))
+
+    def answered(self, operation: str, missed: bool, duration: float, key: str | None) -> None:
+        """Record a one-command call that got a reply (``missed``: the reply was falsy)."""
+        self._histogram(duration, self._by_reply[operation][missed])
+
+    def on_call(self, event: CallEvent) -> None:
+        """Record the call's duration with its attributes (the observer interface;
+        the timed drivers call :meth:`record` directly)."""
+        self.record(event.operation, event.outcome, event.duration, event.error_type)

