@@ -19,6 +19,7 @@ import uuid
 from typing import Any
 
 import pytest
+from helpers import cachecore_warnings
 
 from cachecore import BackendError, BaseRedisCache
 from cachecore.adapters import blocking
@@ -125,7 +126,7 @@ def test_error_reply_is_a_fault_and_the_connection_stays_usable(
     with caplog.at_level(logging.WARNING, logger="cachecore"):
         assert cache.get_many("a", "b") == [None, None]
         assert cache.delete_many("a", "b") == []
-    warnings = [r.getMessage() for r in caplog.records if r.name == "cachecore"]
+    warnings = cachecore_warnings(caplog)
     assert len(warnings) == 2, warnings
     assert "get_many" in warnings[0] and "mget" in warnings[0].lower()
     assert "delete_many" in warnings[1] and "unlink" in warnings[1].lower()

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import cachecore_warnings
 
 import cachecore
 from cachecore.errors import BackendError, ConfigurationError
@@ -336,7 +337,7 @@ def test_multi_key_calls_reach_the_nodes_that_are_up(
             caplog.clear()
             with caplog.at_level(logging.WARNING, logger="cachecore"):
                 result = call()
-            messages = [r.getMessage() for r in caplog.records if r.name == "cachecore"]
+            messages = cachecore_warnings(caplog)
             assert len(messages) == 1, messages
             return result, messages[0]
 
@@ -415,7 +416,7 @@ def test_the_fast_path_follows_a_slot_that_moved(
             assert cache.get_many("k0", "k1") == ["newer", -1]
             assert cache.delete_many(*mapping) == list(mapping)
             assert cache.get_many(*mapping) == [None] * len(mapping)
-        assert [r.getMessage() for r in caplog.records if r.name == "cachecore"] == []
+        assert cachecore_warnings(caplog) == []
     finally:
         cluster.close()
 
@@ -454,7 +455,7 @@ def test_a_hung_node_costs_one_timeout_and_fails_the_batch(
                     assert call() == fault
                 elapsed = time.monotonic() - started
                 assert timeout * 0.9 <= elapsed < timeout * 1.9, elapsed
-                messages = [r.getMessage() for r in caplog.records if r.name == "cachecore"]
+                messages = cachecore_warnings(caplog)
                 assert len(messages) == 1, messages
             assert cache.get(live) == mapping[live]
         finally:
