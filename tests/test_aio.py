@@ -143,6 +143,14 @@ def test_circuit_breaker_opens_fails_fast_and_closes(
     asyncio.run(main())
 
 
+def test_coalesce_reads_option(server: ServerProcess) -> None:
+    url = server.url("valkey")
+    with pytest.raises(ConfigurationError, match="coalesce_reads"):
+        cachecore.aio.from_url(f"{url}?coalesce_reads=maybe")
+    # One configuration serves both kinds of cache: the blocking one ignores it.
+    assert cachecore.from_url(f"{url}?coalesce_reads=false").ping() is True
+
+
 def _read_calls(server: ServerProcess) -> tuple[int, int]:
     """How many GET and MGET commands the server has run so far."""
     with server.client() as admin:
@@ -162,7 +170,9 @@ def test_concurrent_gets_share_one_round_trip(
     with server.client() as admin:
         admin.mset({f"{prefix}k{i}": str(i).encode() for i in range(0, 100, 2)})  # ints as ASCII
     expected = [i if i % 2 == 0 else None for i in range(100)]
-    cache = cachecore.aio.from_url(url, key_prefix=prefix, coalesce_reads=coalesce)
+    cache = cachecore.aio.from_url(
+        f"{url}?coalesce_reads={str(coalesce).lower()}", key_prefix=prefix
+    )
 
     async def main() -> list[Any]:
         await cache.ping()

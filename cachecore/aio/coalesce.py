@@ -73,6 +73,9 @@ class GetBatches:
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_exception(exc)
+                        # Marked seen: a caller cancelled before it wakes must not make
+                        # asyncio log "exception was never retrieved"; await still raises.
+                        waiter.exception()
                 return
             for waiter, reply in zip(waiters, replies, strict=True):
                 if not waiter.done():  # a caller cancelled meanwhile drops only its own
