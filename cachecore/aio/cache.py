@@ -49,7 +49,7 @@ class AsyncBaseRedisCache(CacheProtocol):
     :param default_timeout: see :class:`~cachecore.BaseRedisCache`; so are
         ``key_prefix``, ``serializer``, ``raise_errors``, ``max_value_size`` and
         ``ignore_delete_many_errors``. To check the server answers, ``await cache.ping()``.
-    :param coalesce_reads: merge ``get`` calls made while another read of this cache is
+    :param coalesce_reads: merge ``get`` calls made while another ``get`` of this cache is
         on its way into one ``MGET`` (see :mod:`cachecore.aio.coalesce`); each caller
         still gets its own value, counters, fault value and warning. Not on a cluster,
         nor while :mod:`cachecore.observability` instruments the cache.

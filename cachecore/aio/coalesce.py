@@ -1,6 +1,6 @@
 """Merging concurrent ``get`` calls of one asyncio cache into one ``MGET``.
 
-While one read of the cache is on its way to the server, further ``get`` calls on the
+While one ``get`` of the cache is on its way to the server, further ``get`` calls on the
 same event loop do not each send a ``GET``: they join a batch, sent as one ``MGET`` at
 the loop's next turn (so every call made in the same turn lands in it). A lone ``get``
 is sent at once, as without batching.
