@@ -140,11 +140,12 @@ def run(
     rounds: int,
     slice_seconds: float,
     clock: Callable[[], float] = perf_counter,
+    coalesce_reads: bool = True,
 ) -> list[str]:
     """Measure every row for one library; return the table's lines."""
     loop = asyncio.new_event_loop()
     prefix = f"cachecore-bench:{secrets.token_hex(4)}:"
-    cache = cachecore.aio.from_url(url, key_prefix=prefix)
+    cache = cachecore.aio.from_url(url, key_prefix=prefix, coalesce_reads=coalesce_reads)
     lines = [
         f"{label}: cachecore.aio vs raw asyncio client",
         f"{'row':<20} {'raw baseline':<38} {'cc ops/s':>9} {'raw ops/s':>9} ratio  goal",
@@ -187,6 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="wall",
         help="time chunks by the wall clock, or by the CPU time of this process + the server",
     )
+    parser.add_argument(
+        "--no-coalesce",
+        action="store_true",
+        help="build the cache with coalesce_reads=false (concurrent gets sent one by one)",
+    )
     args = parser.parse_args(argv)
     binary = next((b for b in find_server_binaries() if b.id.startswith(args.server)), None)
     if binary is None:
@@ -205,7 +211,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             for scheme in args.libraries.split(","):
                 library = "redis-py" if scheme == "redis" else "valkey-py"
-                output += ["", *run(server.url(scheme), library, args.rounds, args.slice, clock)]
+                output += [
+                    "",
+                    *run(
+                        server.url(scheme),
+                        library,
+                        args.rounds,
+                        args.slice,
+                        clock,
+                        coalesce_reads=not args.no_coalesce,
+                    ),
+                ]
         finally:
             if cpu_clock is not None:
                 cpu_clock.close()

@@ -53,6 +53,7 @@ CACHE_OPTIONS: dict[str, Callable[[str], Any]] = {
     "circuit_breaker_threshold": int,
     "circuit_breaker_reset": float,
     "ignore_delete_many_errors": parse_bool,
+    "coalesce_reads": parse_bool,  # the asyncio cache's; blocking caches ignore it
     # cachecore.observability: OpenTelemetry metrics and spans (providers: Python only).
     "metrics": parse_bool,
     "tracing": parse_bool,

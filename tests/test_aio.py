@@ -143,6 +143,80 @@ def test_circuit_breaker_opens_fails_fast_and_closes(
     asyncio.run(main())
 
 
+def test_coalesce_reads_option(server: ServerProcess) -> None:
+    url = server.url("valkey")
+    with pytest.raises(ConfigurationError, match="coalesce_reads"):
+        cachecore.aio.from_url(f"{url}?coalesce_reads=maybe")
+    # One configuration serves both kinds of cache: the blocking one ignores it.
+    assert cachecore.from_url(f"{url}?coalesce_reads=false").ping() is True
+
+
+def _read_calls(server: ServerProcess) -> tuple[int, int]:
+    """How many GET and MGET commands the server has run so far."""
+    with server.client() as admin:
+        stats = admin.info("commandstats")
+    return tuple(  # type: ignore[return-value]
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("get", "mget")
+    )
+
+
+@pytest.mark.parametrize("coalesce", [True, False], ids=["coalesced", "off"])
+def test_concurrent_gets_share_one_round_trip(
+    url: str, server: ServerProcess, coalesce: bool
+) -> None:
+    # 100 tasks awaiting get at once: each gets its own value (or None), counted per key,
+    # while the server runs one GET and one MGET, in every event loop the cache meets.
+    prefix = _prefix()
+    with server.client() as admin:
+        admin.mset({f"{prefix}k{i}": str(i).encode() for i in range(0, 100, 2)})  # ints as ASCII
+    expected = [i if i % 2 == 0 else None for i in range(100)]
+    cache = cachecore.aio.from_url(
+        f"{url}?coalesce_reads={str(coalesce).lower()}", key_prefix=prefix
+    )
+
+    async def main() -> list[Any]:
+        await cache.ping()
+        return await asyncio.gather(*(cache.get(f"k{i}") for i in range(100)))
+
+    for _ in range(2):  # a second asyncio.run: the batching state is per loop
+        before = _read_calls(server)
+        assert asyncio.run(main()) == expected
+        gets, mgets = (after - was for after, was in zip(_read_calls(server), before, strict=True))
+        assert (gets, mgets) == ((1, 1) if coalesce else (100, 0))
+    stats = cache.stats()
+    assert (stats.hits, stats.misses) == (100, 100)
+
+
+@pytest.mark.parametrize("raise_errors", [False, True])
+def test_concurrent_gets_on_a_stopped_server_fail_one_by_one(
+    cachecore_fresh_server: Any, caplog: pytest.LogCaptureFixture, raise_errors: bool
+) -> None:
+    fault = cachecore_fresh_server(NEWEST[0])
+    cache = cachecore.aio.from_url(
+        fault.url("valkey"), key_prefix=_prefix(), raise_errors=raise_errors
+    )
+
+    async def main() -> list[Any]:
+        assert await cache.set("k1", 1) is True
+        fault.stop()
+        return await asyncio.gather(
+            *(cache.get(f"k{i}") for i in range(100)), return_exceptions=True
+        )
+
+    with caplog.at_level(logging.WARNING, logger="cachecore"):
+        results = asyncio.run(main())
+    warned = cachecore_warnings(caplog)
+    if raise_errors:
+        assert all(isinstance(r, cachecore.BackendError) for r in results), results
+        assert len({id(r) for r in results}) == 100  # each caller its own error
+        assert warned == []
+    else:
+        assert results == [None] * 100
+        assert len(warned) == 100, warned  # one warning per call
+        assert all("get failed" in message for message in warned)
+    assert sum(cache.stats().faults.values()) == 100
+
+
 class _BlockingOnlyPlugin:
     """A third-party plugin written before the asyncio hook existed."""
 
@@ -184,9 +258,9 @@ def test_cancelled_calls_never_leave_a_reply_for_the_next_caller(server: ServerP
     with server.client() as admin:
         admin.mset({f"{prefix}k{i}": str(i).encode() for i in range(50)})  # ints, as ASCII
 
-    async def main(proxy: FaultProxy) -> tuple[int, int]:
+    async def main(proxy: FaultProxy) -> tuple[int, int, int]:
         url = f"valkey://{proxy.host}:{proxy.port}/0"
-        mismatched = cancelled = 0
+        mismatched = cancelled = cancelled_gets = 0
         async with cachecore.aio.from_url(url, key_prefix=prefix, socket_timeout=5) as cache:
             assert await cache.ping() is True
             proxy.delay_replies(0.002)
@@ -194,20 +268,32 @@ def test_cancelled_calls_never_leave_a_reply_for_the_next_caller(server: ServerP
             for _ in range(iterations):
                 key = rng.randrange(50)
                 task = asyncio.ensure_future(cache.get_many(f"k{key}", f"k{(key + 1) % 50}"))
+                # Concurrent gets: the first is sent alone, the others wait in one MGET;
+                # one of them (perhaps the lone one) is cancelled on the way.
+                wanted = [rng.randrange(50) for _ in range(4)]
+                gets = [asyncio.ensure_future(cache.get(f"k{i}")) for i in wanted]
                 await asyncio.sleep(rng.random() * 0.0025)
                 if task.cancel():
                     cancelled += 1
+                if gets[rng.randrange(4)].cancel():
+                    cancelled_gets += 1
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+                # A reply lost by the batch would leave its caller waiting: fail, not hang.
+                got_all = await asyncio.wait_for(asyncio.gather(*gets, return_exceptions=True), 5)
+                for i, got_one in zip(wanted, got_all, strict=True):
+                    if not isinstance(got_one, asyncio.CancelledError):
+                        mismatched += got_one != i
                 other = rng.randrange(50)
                 got = await cache.get(f"k{other}")
                 mismatched += got != other
-        return mismatched, cancelled
+        return mismatched, cancelled, cancelled_gets
 
     with FaultProxy(server.host, server.port) as proxy:
-        mismatched, cancelled = asyncio.run(main(proxy))
+        mismatched, cancelled, cancelled_gets = asyncio.run(main(proxy))
     assert mismatched == 0
     assert cancelled > iterations // 4, cancelled  # the cancellations did land mid-flight
+    assert cancelled_gets > iterations // 4, cancelled_gets
 
 
 @pytest.mark.parametrize("scheme", ["valkey", "redis"])

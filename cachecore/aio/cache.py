@@ -9,11 +9,14 @@ from types import TracebackType
 from typing import Any, Self
 
 from cachecore.adapters.aio import async_transport_for
+from cachecore.aio.coalesce import GetBatches
 from cachecore.memo.decorator import Memoized, TagsArg, memoizer
 from cachecore.memo.steps import Policy, Strategy, check_tags
 from cachecore.protocol import CacheProtocol, Plan, ResultT, Steps, check_delta
 from cachecore.transport import AsyncTransport
 from cachecore.types import KeyPrefix, Serializer, Timeout
+
+_running_loop = asyncio.get_running_loop
 
 
 def _awaiting(fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -46,6 +49,10 @@ class AsyncBaseRedisCache(CacheProtocol):
     :param default_timeout: see :class:`~cachecore.BaseRedisCache`; so are
         ``key_prefix``, ``serializer``, ``raise_errors``, ``max_value_size`` and
         ``ignore_delete_many_errors``. To check the server answers, ``await cache.ping()``.
+    :param coalesce_reads: merge ``get`` calls made while another ``get`` of this cache is
+        on its way into one ``MGET`` (see :mod:`cachecore.aio.coalesce`); each caller
+        still gets its own value, counters, fault value and warning. Not on a cluster,
+        nor while :mod:`cachecore.observability` instruments the cache.
     """
 
     _client_kind = "an asyncio Redis-API client"
@@ -61,6 +68,7 @@ class AsyncBaseRedisCache(CacheProtocol):
         max_value_size: int | None = None,
         read_client: Any = None,
         ignore_delete_many_errors: bool = True,
+        coalesce_reads: bool = True,
     ) -> None:
         self._setup(
             client,
@@ -73,6 +81,9 @@ class AsyncBaseRedisCache(CacheProtocol):
             max_value_size,
             ignore_delete_many_errors,
         )
+        # One batching state per event loop, made on the first get in that loop.
+        self._gets: GetBatches | None = None
+        self._coalesce = bool(coalesce_reads) and self._reads.keyslot is None
 
     @property
     def client(self) -> Any:
@@ -121,9 +132,33 @@ class AsyncBaseRedisCache(CacheProtocol):
             return await self._run(self._plan_get(key))
         # The hottest call: _plan_get run by _run, written out (one coroutine frame and
         # one tuple fewer per call; the conformance suite holds it to the same behaviour).
-        command = ("GET", self._key(key))
+        full = self._key(key)
+        if self._coalesce:
+            gets = self._gets
+            loop = _running_loop()
+            if gets is None or gets.loop is not loop:
+                gets = self._gets = GetBatches(loop, self._reads.send)
+            if gets.busy:  # another read is on its way: join the next MGET
+                return await self._get_joined(gets, key, full)
+            gets.busy += 1
+            try:
+                reply = await self._reads.send("GET", full)
+            except self._errors as exc:
+                return self._fault("get", exc, None)
+            finally:
+                gets.busy -= 1
+        else:
+            try:
+                reply = await self._reads.send("GET", full)
+            except self._errors as exc:
+                return self._fault("get", exc, None)
+        self.counters.shard.counts[self._events["get"][not reply]] += 1
+        return self._decode(key, reply)
+
+    async def _get_joined(self, gets: GetBatches, key: str, full: Any) -> Any:
+        """``get`` through the next batch of ``gets``."""
         try:
-            reply = await self._reads.send(*command)
+            reply = await gets.join(full)
         except self._errors as exc:
             return self._fault("get", exc, None)
         self.counters.shard.counts[self._events["get"][not reply]] += 1

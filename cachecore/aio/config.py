@@ -16,6 +16,8 @@ def from_url(url: str, **options: Any) -> AsyncBaseRedisCache:
     """Build an asyncio cache for ``url``: the same URLs, options and checks as
     :func:`cachecore.from_url`. No connection is opened until the first call.
 
+    ``coalesce_reads`` (default true; blocking caches ignore it) merges concurrent
+    ``get`` calls into one ``MGET``: see :class:`~cachecore.aio.AsyncBaseRedisCache`.
     The circuit breaker works as for blocking caches; the near cache is not available
     on asyncio caches: asking for it is a :class:`~cachecore.ConfigurationError`.
 
@@ -43,7 +45,12 @@ def from_url(url: str, **options: Any) -> AsyncBaseRedisCache:
         from cachecore.circuit_breaker import AsyncCircuitBreakerClient
 
         transport = AsyncCircuitBreakerClient(transport, **breaker)
-    cache = config.configured_object(AsyncBaseRedisCache, transport, **plan.cache_kwargs())
+    cache = config.configured_object(
+        AsyncBaseRedisCache,
+        transport,
+        coalesce_reads=plan.cache_options.get("coalesce_reads", True),
+        **plan.cache_kwargs(),
+    )
     cache.description = plan.description
     observability.configure(cache, plan.cache_options, plan.registry)
     return cache
