@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import random
 import subprocess
@@ -24,6 +25,7 @@ from helpers import cachecore_warnings
 import cachecore
 import cachecore.aio
 from cachecore import ConfigurationError, plugins
+from cachecore.aio.coalesce import MAX_BATCH
 from cachecore.testing.pytest_plugin import ServerPool
 from cachecore.testing.servers import ServerBinary, ServerProcess, find_server_binaries
 
@@ -185,6 +187,25 @@ def test_concurrent_gets_share_one_round_trip(
         assert (gets, mgets) == ((1, 1) if coalesce else (100, 0))
     stats = cache.stats()
     assert (stats.hits, stats.misses) == (100, 100)
+
+
+def test_a_crowd_of_gets_is_split_into_bounded_mgets(url: str, server: ServerProcess) -> None:
+    # 2,500 concurrent gets: one GET, then MGETs of at most MAX_BATCH keys each (no single
+    # huge MGET holding the server), every caller still given its own value.
+    prefix = _prefix()
+    count = 2500
+    with server.client() as admin:
+        admin.mset({f"{prefix}k{i}": str(i).encode() for i in range(count)})
+    cache = cachecore.aio.from_url(url, key_prefix=prefix)
+
+    async def main() -> list[Any]:
+        await cache.ping()
+        return await asyncio.gather(*(cache.get(f"k{i}") for i in range(count)))
+
+    before = _read_calls(server)
+    assert asyncio.run(main()) == list(range(count))
+    gets, mgets = (after - was for after, was in zip(_read_calls(server), before, strict=True))
+    assert gets == 1 and mgets == math.ceil((count - 1) / MAX_BATCH) == 3
 
 
 @pytest.mark.parametrize("raise_errors", [False, True])

@@ -15,6 +15,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+MAX_BATCH = 1000
+"""Keys per ``MGET`` at most: more concurrent calls make more batches, so one ``MGET``
+never holds the server (or the connection) for long."""
+
 
 class GetBatches:
     """The batching state of one cache on one event loop.
@@ -41,18 +45,20 @@ class GetBatches:
         """A future for the stored bytes of the prefixed ``key`` (None for a miss), read
         by the next ``MGET``; it raises what the ``MGET`` raised."""
         waiter = self.loop.create_future()
+        if len(self._waiters) >= MAX_BATCH:  # full: it goes as it is, a new one starts
+            self._keys, self._waiters = [], []
         if not self._waiters:  # the first of a new batch: send it at the loop's next turn
             self.busy += 1
-            task = self.loop.create_task(self._flush())
+            task = self.loop.create_task(self._flush(self._keys, self._waiters))
             self._tasks.add(task)  # held until done: the loop keeps only a weak reference
             task.add_done_callback(self._tasks.discard)
         self._keys.append(key)
         self._waiters.append(waiter)
         return waiter
 
-    async def _flush(self) -> None:
-        keys, waiters = self._keys, self._waiters
-        self._keys, self._waiters = [], []
+    async def _flush(self, keys: list[Any], waiters: list[asyncio.Future[Any]]) -> None:
+        if waiters is self._waiters:  # later calls start the next batch
+            self._keys, self._waiters = [], []
         try:
             if any(waiter.done() for waiter in waiters):  # callers cancelled before sending
                 kept = [(k, w) for k, w in zip(keys, waiters, strict=True) if not w.done()]
