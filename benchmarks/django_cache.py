@@ -145,15 +145,21 @@ def server_url(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
         yield server.url("redis"), f"{binary.id}; {pinning}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.django_cache")
+def parse_args(prog: str, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The options of a framework benchmark (``--server``/``--url``, ``--rounds``,
+    ``--slice``, ``--no-pin``), parsed from ``argv``."""
+    parser = argparse.ArgumentParser(prog=prog)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--server", default=DEFAULT_SERVER, help="server binary id (prefix)")
     where.add_argument("--url", help="a running server (redis://...); keys under a random prefix")
     parser.add_argument("--rounds", type=int, default=11, help="interleaved rounds per row")
     parser.add_argument("--slice", type=float, default=0.18, help="seconds per cell per round")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args("python -m benchmarks.django_cache", argv)
     _configure_django()
     prefix = f"cachecore-bench:{os.urandom(4).hex()}:"
     with server_url(args) as (url, where_text):

@@ -18,7 +18,6 @@ table are :mod:`benchmarks.django_cache`'s.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -27,7 +26,6 @@ from dataclasses import asdict
 from typing import Any
 
 from benchmarks import django_cache
-from benchmarks.suite import DEFAULT_SERVER
 from cachecore.bench.workloads import SINGLE_KEYS, VALUE_TIMEOUT, key_names
 
 COLUMNS = ("cachecore", "flask-caching")
@@ -72,14 +70,7 @@ class _Adapter:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.flask_cache")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--server", default=DEFAULT_SERVER, help="server binary id (prefix)")
-    where.add_argument("--url", help="a running server (redis://...); keys under a random prefix")
-    parser.add_argument("--rounds", type=int, default=11, help="interleaved rounds")
-    parser.add_argument("--slice", type=float, default=0.18, help="seconds per cell per round")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
-    args = parser.parse_args(argv)
+    args = django_cache.parse_args("python -m benchmarks.flask_cache", argv)
     prefix = f"cachecore-bench:{os.urandom(4).hex()}:"
     with django_cache.server_url(args) as (url, where_text):
         caches = make_caches(url, prefix)
