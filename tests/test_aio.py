@@ -269,9 +269,13 @@ def test_plugin_without_the_async_hook_is_named() -> None:
 # -- the asyncio traps -----------------------------------------------------------------------
 
 
-def test_cancelled_calls_never_leave_a_reply_for_the_next_caller(server: ServerProcess) -> None:
+@pytest.mark.parametrize("scheme", ["valkey", "redis"])
+def test_cancelled_calls_never_leave_a_reply_for_the_next_caller(
+    server: ServerProcess, scheme: str
+) -> None:
     # A proxy holds each reply a little, so cancellations land while a reply is on its
-    # way; every later call must get its own reply, never the cancelled one's.
+    # way; every later call must get its own reply, never the cancelled one's. Both
+    # libraries: the fast path writes onto each one's connections.
     from cachecore.testing.proxy import FaultProxy
 
     iterations = int(os.environ.get("CACHECORE_TEST_CANCEL_ITERATIONS", "2000"))
@@ -280,7 +284,7 @@ def test_cancelled_calls_never_leave_a_reply_for_the_next_caller(server: ServerP
         admin.mset({f"{prefix}k{i}": str(i).encode() for i in range(50)})  # ints, as ASCII
 
     async def main(proxy: FaultProxy) -> tuple[int, int, int]:
-        url = f"valkey://{proxy.host}:{proxy.port}/0"
+        url = f"{scheme}://{proxy.host}:{proxy.port}/0"
         mismatched = cancelled = cancelled_gets = 0
         async with cachecore.aio.from_url(url, key_prefix=prefix, socket_timeout=5) as cache:
             assert await cache.ping() is True
@@ -310,7 +314,10 @@ def test_cancelled_calls_never_leave_a_reply_for_the_next_caller(server: ServerP
                 mismatched += got != other
         return mismatched, cancelled, cancelled_gets
 
-    with FaultProxy(server.host, server.port) as proxy:
+    # The proxy stops by itself after its lifetime: give a long run (10,000 iterations
+    # take minutes on a busy machine) the time it needs.
+    lifetime = max(120.0, iterations * 0.1)
+    with FaultProxy(server.host, server.port, lifetime=lifetime) as proxy:
         mismatched, cancelled, cancelled_gets = asyncio.run(main(proxy))
     assert mismatched == 0
     assert cancelled > iterations // 4, cancelled  # the cancellations did land mid-flight

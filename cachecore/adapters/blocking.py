@@ -25,33 +25,21 @@ their API, such as fakeredis' or a third-party plugin's).
 
 from __future__ import annotations
 
-import codecs
-import functools
 import importlib
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cachecore.adapters.fast_path import (
+    c_packer,
+    encodes_utf8_strictly,
+    fast_path_allowed,
+    metrics_switch,
+    pristine,
+    wants_command_name,
+)
 from cachecore.adapters.libraries import ClientLibrary, describe_client, errors_of, library_of
 from cachecore.adapters.retry import ONCE
 from cachecore.transport import Command, Transport
-
-Packer = Callable[[Command], bytes]
-
-
-@functools.cache
-def c_packer() -> Packer | None:
-    """hiredis' or libvalkey's ``pack_command`` (either packs str as UTF-8), or None
-    when neither is installed."""
-    for name in ("hiredis", "libvalkey"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        pack: Packer | None = getattr(module, "pack_command", None)
-        if pack is not None:
-            return pack
-    return None
 
 
 class ClientTransport:
@@ -102,40 +90,6 @@ class ClientTransport:
             self._reader.close()
 
 
-def _wants_command_name(pool: Any) -> bool:
-    # valkey-py's get_connection (and redis-py's before 5.3) requires a command name;
-    # redis-py 5.3+ takes none and warns about one.
-    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
-    return parameter is not None and parameter.default is inspect.Parameter.empty
-
-
-def _encodes_utf8_strictly(pool: Any) -> bool:
-    kwargs: dict[str, Any] = getattr(pool, "connection_kwargs", {}) or {}
-    try:
-        encoding = codecs.lookup(kwargs.get("encoding", "utf-8")).name
-    except LookupError:
-        return False
-    return encoding == "utf-8" and kwargs.get("encoding_errors", "strict") == "strict"
-
-
-def _metrics_switch(library: ClientLibrary) -> Callable[[], bool] | None:
-    """redis-py 8's "are OpenTelemetry metrics on" check, or None (other versions and
-    libraries)."""
-    if library.name != "redis":
-        return None
-    try:
-        from redis.observability.providers import get_observability_instance
-    except ImportError:
-        return None
-    is_enabled: Callable[[], bool] = get_observability_instance().is_enabled
-    return is_enabled
-
-
-def _pristine(method: Any, module: str) -> bool:
-    """Whether ``method`` is the library's own: defined in ``module``, not wrapped."""
-    return getattr(method, "__module__", None) == module and not hasattr(method, "__wrapped__")
-
-
 class PooledTransport(ClientTransport):
     """The fast path: commands written onto a connection of the client's pool (see the
     module docstring). Replies are bare, without the client's response callbacks
@@ -148,10 +102,10 @@ class PooledTransport(ClientTransport):
         self.pool = client.connection_pool
         # The C packer encodes str as UTF-8, so a client told to use another encoding
         # keeps its own packer: the keys must be the same bytes either way.
-        self.pack = c_packer() if _encodes_utf8_strictly(self.pool) else None
-        self.named = _wants_command_name(self.pool)
+        self.pack = c_packer() if encodes_utf8_strictly(self.pool) else None
+        self.named = wants_command_name(self.pool)
         # Checked per call: instrumentation may arrive after the cache was built.
-        self._metrics_on = _metrics_switch(library)
+        self._metrics_on = metrics_switch(library)
         self._client_class = type(client)
         self._own_execute = self._client_class.execute_command
         self._pipeline_class = importlib.import_module(f"{library.name}.client").Pipeline
@@ -350,7 +304,7 @@ class ClusterTransport(ClientTransport):
         if transport is None or transport.client is not client:
             library = self._library
             assert library is not None
-            if not _fast_path_allowed(client, library):
+            if not fast_path_allowed(client, library):
                 return None
             transport = PooledTransport(client, library)
             self._node_transports[node.name] = transport
@@ -492,29 +446,10 @@ def _cluster_fast_path_allowed(client: Any, library: ClientLibrary) -> bool:
     return (
         own_class is not None
         and isinstance(client, own_class)
-        and _pristine(type(client).execute_command, f"{library.name}.cluster")
+        and pristine(type(client).execute_command, f"{library.name}.cluster")
         and callable(getattr(client, "get_node_from_key", None))
         and not getattr(client, "read_from_replicas", False)
         and getattr(client, "load_balancing_strategy", None) is None
-    )
-
-
-def _fast_path_allowed(client: Any, library: ClientLibrary) -> bool:
-    """A plain pooled client of ``library`` (a tested version) whose ``execute_command``
-    is the library's own: not a subclass' or an instrumentation wrapper, not a
-    single-connection client, not redis-py's client-side cache (whose connections
-    answer some reads locally)."""
-    if not library.fast_path_tested():
-        return False
-    module = importlib.import_module(library.name)
-    own_class = getattr(module, library.client_class_name)
-    pool = getattr(client, "connection_pool", None)
-    return (
-        isinstance(client, own_class)
-        and _pristine(type(client).execute_command, f"{library.name}.client")
-        and pool is not None
-        and getattr(client, "connection", None) is None
-        and getattr(pool, "cache", None) is None
     )
 
 
@@ -540,6 +475,6 @@ def transport_for(client: Any, reader: Any = None) -> Transport:
     if is_cluster_client(client):
         return ClusterTransport(client)
     library = library_of(client)
-    if library is not None and _fast_path_allowed(client, library):
+    if library is not None and fast_path_allowed(client, library):
         return PooledTransport(client, library, read)
     return ClientTransport(client, read)
