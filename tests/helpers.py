@@ -9,6 +9,9 @@ that file exists, so every module sees the same list.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -90,3 +93,49 @@ def writes_announced(near: Any, seen: int) -> None:
     while near.invalidations == seen:
         assert time.monotonic() < deadline, "the writes were never announced"
         time.sleep(0.01)
+
+
+_REDIS_PY_METRICS = """
+import sys
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from redis.observability.config import MetricGroup, OTelConfig
+from redis.observability.providers import get_observability_instance
+
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+host, port = sys.argv[1], int(sys.argv[2])
+
+def metrics_on():
+    get_observability_instance().init(OTelConfig(metric_groups=[MetricGroup.COMMAND]))
+
+{calls}
+
+names = set()
+for resource in reader.get_metrics_data().resource_metrics:
+    for scope in resource.scope_metrics:
+        for metric in scope.metrics:
+            for point in metric.data.data_points:
+                name = point.attributes.get("db.operation.name")
+                if name:
+                    names.add(name)
+print(" ".join(sorted(names)))
+"""
+
+
+def redis_py_metric_names(host: str, port: int, calls: str) -> set[str]:
+    """The command names redis-py 8's own OpenTelemetry metrics recorded while ``calls``
+    ran (Python source using ``host``, ``port`` and ``metrics_on()``, which switches the
+    metrics on). In a subprocess: OpenTelemetry's meter provider is process-global and
+    set once."""
+    script = _REDIS_PY_METRICS.replace("{calls}", textwrap.dedent(calls))
+    done = subprocess.run(
+        [sys.executable, "-c", script, host, str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
