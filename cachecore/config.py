@@ -210,12 +210,8 @@ def from_url(url: str, **options: Any) -> BaseRedisCache:
         option out of its range; never a bare ``ValueError``, and never showing a secret.
     """
     plan = plan_cache(url, options)
-    cache_options, scheme = plan.cache_options, plan.scheme
-    near_cache = bool(cache_options.get("near_cache") or "near_cache_size" in cache_options)
-    if near_cache and (scheme == "memory" or "+" in scheme):
-        raise ConfigurationError(
-            f"near_cache needs a single Redis/Valkey/KeyDB server; {scheme}:// is not supported"
-        )
+    cache_options = plan.cache_options
+    near_cache = wants_near_cache(plan.scheme, cache_options)
     client = plugins.create_client(plan.backend, plan.bare_url, plan.client_options, plan.registry)
     breaker = plan.breaker_options()
     if breaker is not None:
@@ -223,7 +219,9 @@ def from_url(url: str, **options: Any) -> BaseRedisCache:
 
         client = CircuitBreakerClient(client, **breaker)
     if near_cache:
-        client = configured_object(_near_cache_client, client, cache_options)
+        from cachecore.near_cache import NearCacheClient
+
+        client = configured_object(NearCacheClient, client, **near_cache_kwargs(cache_options))
     cache_class = plan.backend.cache_class or BaseRedisCache
     cache = configured_object(cache_class, client, **plan.cache_kwargs())
     cache.description = plan.description
@@ -245,15 +243,28 @@ def configured_object(build: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwar
         raise ConfigurationError(f"cannot build the cache: {exc}") from exc
 
 
-def _near_cache_client(client: Any, cache_options: Mapping[str, Any]) -> Any:
-    from cachecore.near_cache import DEFAULT_MAX_ENTRIES, NearCacheClient
+def wants_near_cache(scheme: str, cache_options: Mapping[str, Any]) -> bool:
+    """Whether the options ask for a near cache (``near_cache`` or ``near_cache_size``).
+
+    :raises ConfigurationError: they do, on a scheme other than a single server's.
+    """
+    wanted = bool(cache_options.get("near_cache") or "near_cache_size" in cache_options)
+    if wanted and (scheme == "memory" or "+" in scheme):
+        raise ConfigurationError(
+            f"near_cache needs a single Redis/Valkey/KeyDB server; {scheme}:// is not supported"
+        )
+    return wanted
+
+
+def near_cache_kwargs(cache_options: Mapping[str, Any]) -> dict[str, Any]:
+    """The near cache's size and tracked prefix (the cache's key prefix) from the options."""
+    from cachecore.near_cache import DEFAULT_MAX_ENTRIES
 
     prefix = cache_options.get("key_prefix")
-    return NearCacheClient(
-        client,
-        max_entries=cache_options.get("near_cache_size", DEFAULT_MAX_ENTRIES),
-        prefix=prefix if isinstance(prefix, str) and prefix else None,
-    )
+    return {
+        "max_entries": cache_options.get("near_cache_size", DEFAULT_MAX_ENTRIES),
+        "prefix": prefix if isinstance(prefix, str) and prefix else None,
+    }
 
 
 def from_config(config: Mapping[str, Any]) -> BaseRedisCache:

@@ -32,12 +32,12 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from cachecore.adapters.blocking import library_client, transport_for
 from cachecore.stats import Counters, NearCacheStats
-from cachecore.transport import Command, Transport
+from cachecore.transport import AsyncTransport, Command, Transport
 
 log = logging.getLogger("cachecore")
 
@@ -58,6 +58,17 @@ _FLUSH_COMMANDS = frozenset({"FLUSHDB", "FLUSHALL"})
 _SCRIPT_COMMANDS = frozenset({"EVAL", "EVALSHA"})
 
 
+def _batch_written_keys(commands: Sequence[Command]) -> list[Any] | None:
+    """The keys a batch may write (None: every key, a flush in it)."""
+    written: list[Any] = []
+    for command in commands:
+        keys = _written_keys(command)
+        if keys is None:
+            return None
+        written.extend(keys)
+    return written
+
+
 def _written_keys(command: Command) -> tuple[Any, ...] | None:
     """The keys ``command`` may write (None: every key, a flush); () for a read."""
     name = command[0]
@@ -70,34 +81,17 @@ def _written_keys(command: Command) -> tuple[Any, ...] | None:
     return ()
 
 
-class NearCacheClient:
-    """A transport with a coherent in-process cache in front of ``GET``/``MGET``.
+class _NearCache:
+    """The local entries and the invalidation thread of a near cache, shared by the
+    blocking :class:`NearCacheClient` and the asyncio :class:`AsyncNearCacheClient`
+    (which add the sending). Its thread uses blocking connections of
+    :meth:`_tracking_client`'s pool."""
 
-    It is also the cache's ``client``: :meth:`execute_command` sends a command of your
-    own through it (a ``GET`` may be answered locally).
+    keyslot: Callable[[Any], int] | None = None
 
-    :param inner: the transport to put the near cache in front of, or a redis-py or
-        valkey-py client, on a single server (not a cluster).
-    :param max_entries: the LRU's size limit, in keys.
-    :param prefix: only keys under this prefix are tracked and cached locally
-        (``None``: every key).
-    :param max_value_bytes: larger values are not kept locally.
-    """
-
-    def __init__(
-        self,
-        inner: Any,
-        max_entries: int = DEFAULT_MAX_ENTRIES,
-        prefix: str | None = None,
-        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-    ) -> None:
+    def __init__(self, max_entries: int, prefix: str | None, max_value_bytes: int) -> None:
         if max_entries < 1:
             raise ValueError(f"near_cache_size must be >= 1, got {max_entries}")
-        self.inner: Transport = transport_for(inner)
-        self.client = self
-        self.failures = self.inner.failures
-        self.reply_errors = self.inner.reply_errors
-        self.errors = self.inner.errors
         self.max_entries = max_entries
         self.max_value_bytes = max_value_bytes
         self._prefix = prefix.encode() if prefix else None
@@ -118,71 +112,10 @@ class NearCacheClient:
         """Entries dropped to stay within ``max_entries`` (counted under the lock)."""
         self._counters = Counters()  # local hits, from any thread
 
-    # -- the transport ---------------------------------------------------------------------
-
-    keyslot: Callable[[Any], int] | None = None
-
-    @property
-    def reader(self) -> Transport:
-        return self
-
-    def send(self, *command: Any) -> Any:
-        """Send one command, answering ``GET``/``MGET`` locally where the value is known."""
-        name = command[0]
-        if name == "GET" and self._usable():
-            return self._get(command[1])
-        if name == "MGET" and self._usable():
-            return self._mget(command[1:])
-        return self._pass(self.inner.send, command)
-
-    def send_once(self, *command: Any) -> Any:
-        return self._pass(self.inner.send_once, command)
-
-    def _pass(self, send: Callable[..., Any], command: Command) -> Any:
-        written = _written_keys(command)
-        if written == ():
-            return send(*command)
-        try:
-            return send(*command)
-        finally:
-            if written is None:
-                self.invalidate_all()
-            else:
-                self.invalidate(written)
-
-    def send_batch(self, commands: Sequence[Command]) -> list[Any]:
-        written: list[Any] = []
-        flush = False
-        for command in commands:
-            keys = _written_keys(command)
-            if keys is None:
-                flush = True
-            else:
-                written.extend(keys)
-        try:
-            return self.inner.send_batch(commands)
-        finally:
-            if flush:
-                self.invalidate_all()
-            elif written:
-                self.invalidate(written)
-
-    def nodes(self) -> list[Transport]:
-        return [self]
-
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    def close(self) -> None:
-        """Stop the invalidation thread, drop local entries, close the inner transport."""
-        self._stop.set()
-        self.invalidate_all()
-        self.inner.close()
-
-    def execute_command(self, *args: Any) -> Any:
-        """Run a command of your own (bare reply); ``GET``/``MGET`` may be answered
-        locally."""
-        return self.send(*args)
+    def _tracking_client(self) -> Any:
+        """A blocking redis-py or valkey-py client of the server: the invalidation
+        thread opens its two connections with its pool's connection class."""
+        raise NotImplementedError
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -198,6 +131,18 @@ class NearCacheClient:
             entries=len(self._entries),
         )
 
+    def _written(self, keys: Sequence[Any] | None) -> None:
+        """Forget what a command or batch sent through may have written (None: every
+        key, after a flush)."""
+        if keys is None:
+            self.invalidate_all()
+        elif keys:
+            self.invalidate(keys)
+
+    def _stop_listening(self) -> None:
+        self._stop.set()
+        self.invalidate_all()
+
     # -- the local cache ---------------------------------------------------------------
 
     def _usable(self) -> bool:
@@ -207,17 +152,19 @@ class NearCacheClient:
             self._start()
         return self._ready and time.monotonic() - self._confirmed_at < MAX_UNCONFIRMED_SECONDS
 
-    def _get(self, key: Any) -> Any:
+    def _local(self, key: Any) -> tuple[bytes | None, float] | None:
+        """The live local entry of ``key`` (counted as a hit), or None."""
         entry = self._entries.get(key)
         if entry is not None and entry[1] > time.monotonic():
             # KeyError: invalidated meanwhile; the value was still current when read.
             with contextlib.suppress(KeyError):
                 self._entries.move_to_end(key)
             self._counters.shard.counts["hits"] += 1
-            return entry[0]
-        return self._fetch([key])[0]
+            return entry
+        return None
 
-    def _mget(self, keys: tuple[Any, ...]) -> list[Any]:
+    def _local_many(self, keys: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+        """(values known locally, None elsewhere; the keys to fetch)."""
         now = time.monotonic()
         values: list[Any] = []
         missing: list[Any] = []
@@ -230,29 +177,40 @@ class NearCacheClient:
                 missing.append(key)
         if len(missing) < len(keys):
             self._counters.shard.counts["hits"] += len(keys) - len(missing)
-        if missing:
-            fetched = dict(zip(missing, self._fetch(missing), strict=True))
-            values = [fetched.get(key, value) for key, value in zip(keys, values, strict=True)]
-        return values
+        return values, missing
 
-    def _fetch(self, keys: list[Any]) -> list[Any]:
+    @staticmethod
+    def _merged(keys: Sequence[Any], values: list[Any], fetched: dict[Any, Any]) -> list[Any]:
+        return [fetched.get(key, value) for key, value in zip(keys, values, strict=True)]
+
+    @staticmethod
+    def _fetch_commands(keys: list[Any]) -> list[Command]:
+        # The values and their TTLs, in one round trip: an entry keeps its key's expiry.
+        return [("MGET", *keys), *[("PTTL", key) for key in keys]]
+
+    def _fetching(self, keys: list[Any]) -> tuple[object, int]:
+        """Mark ``keys`` as in flight: (the fetch's token, the epoch it started in)."""
         token = object()
         with self._lock:
             epoch = self._epoch
             for key in keys:
                 self._pending[key] = token
-        try:
-            replies = self.inner.send_batch([("MGET", *keys), *[("PTTL", key) for key in keys]])
-            for reply in replies:
-                if isinstance(reply, BaseException):
-                    raise reply
-            values, *ttls = replies
-        except BaseException:
-            with self._lock:
-                for key in keys:
-                    if self._pending.get(key) is token:
-                        del self._pending[key]
-            raise
+        return token, epoch
+
+    def _fetch_failed(self, keys: list[Any], token: object) -> None:
+        with self._lock:
+            for key in keys:
+                if self._pending.get(key) is token:
+                    del self._pending[key]
+
+    def _fetched(self, keys: list[Any], token: object, epoch: int, replies: list[Any]) -> list[Any]:
+        """Keep what :meth:`_fetch_commands` read for ``keys`` (unless invalidated while
+        in flight); return the values. Raises an error reply found in ``replies``."""
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                self._fetch_failed(keys, token)
+                raise reply
+        values, *ttls = replies
         now = time.monotonic()
         with self._lock:
             for key, value, ttl in zip(keys, values, ttls, strict=True):
@@ -317,7 +275,7 @@ class NearCacheClient:
         self._thread.start()
 
     def _connection(self) -> Any:
-        pool = library_client(self.inner).connection_pool
+        pool = self._tracking_client().connection_pool
         # RESP2 keeps invalidations as plain pub/sub messages; the listener must wait
         # without a socket timeout of its own (can_read bounds each wait).
         kwargs = {**pool.connection_kwargs, "protocol": 2}
@@ -394,6 +352,202 @@ class NearCacheClient:
                 self.invalidate_all()
             else:
                 self.invalidate(keys if isinstance(keys, list) else [keys])
+
+
+class NearCacheClient(_NearCache):
+    """A transport with a coherent in-process cache in front of ``GET``/``MGET``.
+
+    It is also the cache's ``client``: :meth:`execute_command` sends a command of your
+    own through it (a ``GET`` may be answered locally).
+
+    :param inner: the transport to put the near cache in front of, or a redis-py or
+        valkey-py client, on a single server (not a cluster).
+    :param max_entries: the LRU's size limit, in keys.
+    :param prefix: only keys under this prefix are tracked and cached locally
+        (``None``: every key).
+    :param max_value_bytes: larger values are not kept locally.
+    :raises ValueError: ``max_entries`` < 1.
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        prefix: str | None = None,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    ) -> None:
+        super().__init__(max_entries, prefix, max_value_bytes)
+        self.inner: Transport = transport_for(inner)
+        self.client = self
+        self.failures = self.inner.failures
+        self.reply_errors = self.inner.reply_errors
+        self.errors = self.inner.errors
+
+    def _tracking_client(self) -> Any:
+        return library_client(self.inner)
+
+    @property
+    def reader(self) -> Transport:
+        return self
+
+    def send(self, *command: Any) -> Any:
+        """Send one command, answering ``GET``/``MGET`` locally where the value is known."""
+        name = command[0]
+        if name == "GET" and self._usable():
+            entry = self._local(command[1])
+            return entry[0] if entry is not None else self._fetch([command[1]])[0]
+        if name == "MGET" and self._usable():
+            keys = command[1:]
+            values, missing = self._local_many(keys)
+            if not missing:
+                return values
+            fetched = dict(zip(missing, self._fetch(missing), strict=True))
+            return self._merged(keys, values, fetched)
+        return self._pass(self.inner.send, command)
+
+    def send_once(self, *command: Any) -> Any:
+        return self._pass(self.inner.send_once, command)
+
+    def _pass(self, send: Callable[..., Any], command: Command) -> Any:
+        written = _written_keys(command)
+        if written == ():
+            return send(*command)
+        try:
+            return send(*command)
+        finally:
+            self._written(written)
+
+    def send_batch(self, commands: Sequence[Command]) -> list[Any]:
+        written = _batch_written_keys(commands)
+        try:
+            return self.inner.send_batch(commands)
+        finally:
+            self._written(written)
+
+    def _fetch(self, keys: list[Any]) -> list[Any]:
+        token, epoch = self._fetching(keys)
+        try:
+            replies = self.inner.send_batch(self._fetch_commands(keys))
+        except BaseException:
+            self._fetch_failed(keys, token)
+            raise
+        return self._fetched(keys, token, epoch, replies)
+
+    def nodes(self) -> list[Transport]:
+        return [self]
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def close(self) -> None:
+        """Stop the invalidation thread, drop local entries, close the inner transport."""
+        self._stop_listening()
+        self.inner.close()
+
+    def execute_command(self, *args: Any) -> Any:
+        """Run a command of your own (bare reply); ``GET``/``MGET`` may be answered
+        locally."""
+        return self.send(*args)
+
+
+class AsyncNearCacheClient(_NearCache):
+    """The asyncio twin of :class:`NearCacheClient`: an
+    :class:`~cachecore.transport.AsyncTransport` with the same coherent in-process cache
+    in front of ``GET``/``MGET`` (a local hit costs no ``await`` of the server). The
+    invalidation thread is the same, on blocking connections of ``tracking_client``.
+
+    :param inner: the asyncio transport (or ``redis.asyncio`` / ``valkey.asyncio``
+        client) to put the near cache in front of, on a single server.
+    :param tracking_client: a blocking redis-py or valkey-py client of the same server
+        (its pool's connection settings open the invalidation connections).
+    :param max_entries: see :class:`NearCacheClient`; so are ``prefix`` and
+        ``max_value_bytes``.
+    :raises ValueError: ``max_entries`` < 1.
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        tracking_client: Any,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        prefix: str | None = None,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    ) -> None:
+        from cachecore.adapters.aio import async_transport_for
+
+        super().__init__(max_entries, prefix, max_value_bytes)
+        self.inner: AsyncTransport = async_transport_for(inner)
+        self.client = self
+        self.failures = self.inner.failures
+        self.reply_errors = self.inner.reply_errors
+        self.errors = self.inner.errors
+        self._tracking = tracking_client
+
+    def _tracking_client(self) -> Any:
+        return self._tracking
+
+    @property
+    def reader(self) -> AsyncTransport:
+        return self
+
+    async def send(self, *command: Any) -> Any:
+        """Send one command, answering ``GET``/``MGET`` locally where the value is known."""
+        name = command[0]
+        if name == "GET" and self._usable():
+            entry = self._local(command[1])
+            return entry[0] if entry is not None else (await self._fetch([command[1]]))[0]
+        if name == "MGET" and self._usable():
+            keys = command[1:]
+            values, missing = self._local_many(keys)
+            if not missing:
+                return values
+            fetched = dict(zip(missing, await self._fetch(missing), strict=True))
+            return self._merged(keys, values, fetched)
+        return await self._pass(self.inner.send, command)
+
+    async def send_once(self, *command: Any) -> Any:
+        return await self._pass(self.inner.send_once, command)
+
+    async def _pass(self, send: Callable[..., Awaitable[Any]], command: Command) -> Any:
+        written = _written_keys(command)
+        if written == ():
+            return await send(*command)
+        try:
+            return await send(*command)
+        finally:
+            self._written(written)
+
+    async def send_batch(self, commands: Sequence[Command]) -> list[Any]:
+        written = _batch_written_keys(commands)
+        try:
+            return await self.inner.send_batch(commands)
+        finally:
+            self._written(written)
+
+    async def _fetch(self, keys: list[Any]) -> list[Any]:
+        token, epoch = self._fetching(keys)
+        try:
+            replies = await self.inner.send_batch(self._fetch_commands(keys))
+        except BaseException:  # cancellation included: nothing stays marked in flight
+            self._fetch_failed(keys, token)
+            raise
+        return self._fetched(keys, token, epoch, replies)
+
+    async def nodes(self) -> list[AsyncTransport]:
+        return [self]
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    async def aclose(self) -> None:
+        """Stop the invalidation thread, drop local entries, close the inner transport."""
+        self._stop_listening()
+        await self.inner.aclose()
+
+    async def execute_command(self, *args: Any) -> Any:
+        """Run a command of your own (bare reply); ``GET``/``MGET`` may be answered
+        locally."""
+        return await self.send(*args)
 
 
 def _variants(key: Any) -> tuple[Any, ...]:

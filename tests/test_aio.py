@@ -110,12 +110,6 @@ def test_from_config_and_get_cache_follow_the_sync_rules(
         cachecore.aio.from_config({"url": "memory://", "backend": "memory"})
 
 
-@pytest.mark.parametrize("option", ["near_cache", "near_cache_size"])
-def test_near_cache_is_a_configuration_error(server: ServerProcess, option: str) -> None:
-    with pytest.raises(ConfigurationError, match="near_cache is not supported by the asyncio"):
-        cachecore.aio.from_url(server.url("valkey"), **{option: 10})
-
-
 def test_circuit_breaker_opens_fails_fast_and_closes(
     cachecore_fresh_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

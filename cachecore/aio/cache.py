@@ -93,6 +93,16 @@ class AsyncBaseRedisCache(CacheProtocol):
         return self._writes.client if current is None else current()
 
     @property
+    def _write_client(self) -> Any:
+        # The library's client beneath any wrapper (near cache, circuit breaker), ready
+        # for the running event loop: for cachelib-style code reading raw keys.
+        transport = self._writes
+        while hasattr(transport, "inner"):
+            transport = transport.inner
+        current = getattr(transport, "current_client", None)
+        return transport.client if current is None else current()
+
+    @property
     def transport(self) -> AsyncTransport:
         """The transport this cache writes through."""
         transport: AsyncTransport = self._writes

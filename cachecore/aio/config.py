@@ -9,7 +9,6 @@ from typing import Any
 from cachecore import config, observability, plugins
 from cachecore.adapters.aio import async_transport_for
 from cachecore.aio.cache import AsyncBaseRedisCache
-from cachecore.errors import ConfigurationError
 
 
 def from_url(url: str, **options: Any) -> AsyncBaseRedisCache:
@@ -18,19 +17,16 @@ def from_url(url: str, **options: Any) -> AsyncBaseRedisCache:
 
     ``coalesce_reads`` (default true; blocking caches ignore it) merges concurrent
     ``get`` calls into one ``MGET``: see :class:`~cachecore.aio.AsyncBaseRedisCache`.
-    The circuit breaker works as for blocking caches; the near cache is not available
-    on asyncio caches: asking for it is a :class:`~cachecore.ConfigurationError`.
+    The circuit breaker and the near cache (``near_cache=true``, see
+    :mod:`cachecore.near_cache`) work as for blocking caches; the near cache's
+    invalidation thread connects through a blocking client of the same backend.
 
     :raises UnknownBackendError: no installed backend handles the scheme.
     :raises ConfigurationError: a malformed URL or option, or a backend whose plugin
         has no asyncio support (naming the plugin).
     """
     plan = config.plan_cache(url, options)
-    if plan.cache_options.get("near_cache") or "near_cache_size" in plan.cache_options:
-        raise ConfigurationError(
-            "near_cache is not supported by the asyncio cache (cachecore.aio); "
-            "remove it or use the blocking cache"
-        )
+    near_cache = config.wants_near_cache(plan.scheme, plan.cache_options)
 
     def build() -> Any:
         return plugins.create_async_client(
@@ -45,6 +41,18 @@ def from_url(url: str, **options: Any) -> AsyncBaseRedisCache:
         from cachecore.circuit_breaker import AsyncCircuitBreakerClient
 
         transport = AsyncCircuitBreakerClient(transport, **breaker)
+    if near_cache:
+        from cachecore.near_cache import AsyncNearCacheClient
+
+        tracking = plugins.create_client(
+            plan.backend, plan.bare_url, plan.client_options, plan.registry
+        )
+        transport = config.configured_object(
+            AsyncNearCacheClient,
+            transport,
+            tracking,
+            **config.near_cache_kwargs(plan.cache_options),
+        )
     cache = config.configured_object(
         AsyncBaseRedisCache,
         transport,

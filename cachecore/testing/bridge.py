@@ -49,18 +49,22 @@ class LoopThread:
 class _BlockingClient:
     """The asyncio client's methods as blocking calls (for raw commands in tests)."""
 
-    def __init__(self, bridge: BlockingBridge) -> None:
+    def __init__(self, bridge: BlockingBridge, attribute: str) -> None:
         self._bridge = bridge
+        self._attribute = attribute  # the cache's "client" or "_write_client"
+
+    def _client(self) -> Any:
+        return getattr(self._bridge.cache, self._attribute)
 
     def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._bridge.cache.client, name)
+        attribute = getattr(self._client(), name)
         if not callable(attribute):
             return attribute
 
         def call(*args: Any, **kwargs: Any) -> Any:
             async def run() -> Any:
                 # Looked up on the loop: the transport may swap its client there.
-                result = getattr(self._bridge.cache.client, name)(*args, **kwargs)
+                result = getattr(self._client(), name)(*args, **kwargs)
                 return await result if inspect.isawaitable(result) else result
 
             return self._bridge.loop.run(run())
@@ -72,9 +76,10 @@ class BlockingBridge:
     """An :class:`~cachecore.aio.AsyncBaseRedisCache` behind the blocking cache API.
 
     Every cache method (``get``, ``set_many``, ``clear``...) runs its coroutine on
-    ``loop``; ``client`` (and ``_write_client``) turns the asyncio client's methods
-    into blocking calls for raw commands. Private helpers the conformance suite reads
-    (``_key``, ``_prefix``) are the cache's own.
+    ``loop``; ``client`` and ``_write_client`` (the library's client beneath any
+    wrapper) turn the asyncio client's methods into blocking calls for raw commands.
+    Private helpers the conformance suite reads (``_key``, ``_prefix``) are the cache's
+    own.
     """
 
     _METHODS = frozenset(
@@ -98,7 +103,8 @@ class BlockingBridge:
     def __init__(self, cache: AsyncBaseRedisCache, loop: LoopThread) -> None:
         self.cache = cache
         self.loop = loop
-        self.client = self._write_client = _BlockingClient(self)
+        self.client = _BlockingClient(self, "client")
+        self._write_client = _BlockingClient(self, "_write_client")
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.cache, name)
