@@ -414,15 +414,51 @@ class _AsyncClusterNode:
 
 class AsyncClusterTransport(AsyncClientTransport):
     """An asyncio cluster client (``redis.asyncio.RedisCluster``...): multi-key
-    commands are split by slot by the cache (see ``keyslot``)."""
+    commands are split by slot by the cache (see ``keyslot``).
+
+    A command is sent only once the client holds a slot map. redis-py 8's
+    ``RedisCluster.execute_command`` picks its target before reading the map: without
+    one (a new client, or after the client closed itself on a topology change) it sends
+    a keyed command to an arbitrary primary, which answers MOVED. Every fifth MOVED the
+    client closes all its connections, those other tasks are reading replies on too, and
+    their commands fail (an ``inc`` then gives its fault value: it is never re-sent).
+    """
 
     def __init__(self, client: Any, rebuild: Callable[[], Any] | None = None) -> None:
         super().__init__(client, rebuild=rebuild)
         self.keyslot = client.keyslot
+        self._mapped = self._slot_map_check(client)
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         super()._bind(loop)
         self.keyslot = self.client.keyslot  # the client may have been rebuilt
+        self._mapped = self._slot_map_check(self.client)
+
+    @staticmethod
+    def _slot_map_check(client: Any) -> Callable[[], bool]:
+        # redis-py and valkey-py: no default node until the slot map is read, and none
+        # again once the client has closed itself. A client without get_default_node
+        # is trusted to route by itself.
+        default_node = getattr(client, "get_default_node", None)
+        if default_node is None:
+            return lambda: True
+        return lambda: default_node() is not None
+
+    async def _send_mapped(self, command: tuple[Any, ...]) -> Any:
+        await self.client.initialize()  # concurrent callers wait for one slot-map read
+        return await super().send(*command)
+
+    def send(self, *command: Any) -> Awaitable[Any]:
+        self._check_loop()
+        if self._mapped():
+            return super().send(*command)
+        return self._send_mapped(command)
+
+    async def send_once(self, *command: Any) -> Any:
+        self._check_loop()
+        if not self._mapped():
+            await self.client.initialize()
+        return await super().send_once(*command)
 
     async def nodes(self) -> list[AsyncTransport]:
         self._check_loop()
