@@ -427,36 +427,36 @@ class AsyncClusterTransport(AsyncClientTransport):
     def __init__(self, client: Any, rebuild: Callable[[], Any] | None = None) -> None:
         super().__init__(client, rebuild=rebuild)
         self.keyslot = client.keyslot
-        self._mapped = self._slot_map_check(client)
+        self._default_node = self._default_node_of(client)
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         super()._bind(loop)
         self.keyslot = self.client.keyslot  # the client may have been rebuilt
-        self._mapped = self._slot_map_check(self.client)
+        self._default_node = self._default_node_of(self.client)
 
     @staticmethod
-    def _slot_map_check(client: Any) -> Callable[[], bool]:
-        # redis-py and valkey-py: no default node until the slot map is read, and none
-        # again once the client has closed itself. A client without get_default_node
-        # is trusted to route by itself.
-        default_node = getattr(client, "get_default_node", None)
-        if default_node is None:
-            return lambda: True
-        return lambda: default_node() is not None
+    def _default_node_of(client: Any) -> Callable[[], Any]:
+        # redis-py and valkey-py have no default node until they have read the slot
+        # map, and none again once they have closed themselves. A client without
+        # get_default_node is trusted to route by itself.
+        return getattr(client, "get_default_node", None) or (lambda: True)
 
     async def _send_mapped(self, command: tuple[Any, ...]) -> Any:
         await self.client.initialize()  # concurrent callers wait for one slot-map read
-        return await super().send(*command)
+        return await self.client.execute_command(*command)
 
     def send(self, *command: Any) -> Awaitable[Any]:
-        self._check_loop()
-        if self._mapped():
-            return super().send(*command)
-        return self._send_mapped(command)
+        loop = _running_loop()  # _check_loop, inlined on this hot path
+        if loop is not self._loop or self._generation != _forks[0]:
+            self._bind(loop)
+        if self._default_node() is None:
+            return self._send_mapped(command)
+        awaitable: Awaitable[Any] = self.client.execute_command(*command)
+        return awaitable
 
     async def send_once(self, *command: Any) -> Any:
         self._check_loop()
-        if not self._mapped():
+        if self._default_node() is None:
             await self.client.initialize()
         return await super().send_once(*command)
 
