@@ -414,15 +414,51 @@ class _AsyncClusterNode:
 
 class AsyncClusterTransport(AsyncClientTransport):
     """An asyncio cluster client (``redis.asyncio.RedisCluster``...): multi-key
-    commands are split by slot by the cache (see ``keyslot``)."""
+    commands are split by slot by the cache (see ``keyslot``).
+
+    A command is sent only once the client holds a slot map. redis-py 8's
+    ``RedisCluster.execute_command`` picks its target before reading the map: without
+    one (a new client, or after the client closed itself on a topology change) it sends
+    a keyed command to an arbitrary primary, which answers MOVED. Every fifth MOVED the
+    client closes all its connections, those other tasks are reading replies on too, and
+    their commands fail (an ``inc`` then gives its fault value: it is never re-sent).
+    """
 
     def __init__(self, client: Any, rebuild: Callable[[], Any] | None = None) -> None:
         super().__init__(client, rebuild=rebuild)
         self.keyslot = client.keyslot
+        self._default_node = self._default_node_of(client)
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         super()._bind(loop)
         self.keyslot = self.client.keyslot  # the client may have been rebuilt
+        self._default_node = self._default_node_of(self.client)
+
+    @staticmethod
+    def _default_node_of(client: Any) -> Callable[[], Any]:
+        # redis-py and valkey-py have no default node until they have read the slot
+        # map, and none again once they have closed themselves. A client without
+        # get_default_node is trusted to route by itself.
+        return getattr(client, "get_default_node", None) or (lambda: True)
+
+    async def _send_mapped(self, command: tuple[Any, ...]) -> Any:
+        await self.client.initialize()  # concurrent callers wait for one slot-map read
+        return await self.client.execute_command(*command)
+
+    def send(self, *command: Any) -> Awaitable[Any]:
+        loop = _running_loop()  # _check_loop, inlined on this hot path
+        if loop is not self._loop or self._generation != _forks[0]:
+            self._bind(loop)
+        if self._default_node() is None:
+            return self._send_mapped(command)
+        awaitable: Awaitable[Any] = self.client.execute_command(*command)
+        return awaitable
+
+    async def send_once(self, *command: Any) -> Any:
+        self._check_loop()
+        if self._default_node() is None:
+            await self.client.initialize()
+        return await super().send_once(*command)
 
     async def nodes(self) -> list[AsyncTransport]:
         self._check_loop()
