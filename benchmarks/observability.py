@@ -41,7 +41,7 @@ from cachecore.testing.servers import ServerProcess, newest_server_binary
 
 def _uncounted_run(self: BaseRedisCache, plan: Any) -> Any:
     """The blocking driver as it was before the counters: the baseline."""
-    send, operation, fault, finish, key, command = plan
+    send, operation, fault, finish, key, command, _truthy, _falsy = plan
     try:
         reply = send(*command)
     except self._errors as exc:

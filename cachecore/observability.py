@@ -213,7 +213,7 @@ class _Observed:
     # One-command calls: cachecore.redis_base's and cachecore.aio.cache's _run, timed.
 
     def run(self, plan: Plan) -> Any:
-        send, operation, fault, finish, key, command = plan
+        send, operation, fault, finish, key, command, truthy, falsy = plan
         cache = self.cache
         started = perf_counter()
         try:
@@ -222,13 +222,13 @@ class _Observed:
             self._report(operation, "fault", perf_counter() - started, self._kind(exc), key)
             return cache._fault(operation, exc, fault)
         missed = not reply
-        cache.counters.shard.counts[cache._events[operation][missed]] += 1
+        cache._shard.counts[falsy if missed else truthy] += 1
         result = finish(key, reply)
         self.answered(operation, missed, perf_counter() - started, key)
         return result
 
     async def run_async(self, plan: Plan) -> Any:
-        send, operation, fault, finish, key, command = plan
+        send, operation, fault, finish, key, command, truthy, falsy = plan
         cache = self.cache
         started = perf_counter()
         try:
@@ -237,7 +237,7 @@ class _Observed:
             self._report(operation, "fault", perf_counter() - started, self._kind(exc), key)
             return cache._fault(operation, exc, fault)
         missed = not reply
-        cache.counters.shard.counts[cache._events[operation][missed]] += 1
+        cache._shard.counts[falsy if missed else truthy] += 1
         result = finish(key, reply)
         self.answered(operation, missed, perf_counter() - started, key)
         return result
@@ -326,7 +326,7 @@ OUTCOMES_BY_REPLY = _Outcomes(
     {name: ("hit", "miss") for name in READ_OPERATIONS - {"get_many", "lookup_many"}}
 )
 """A one-command operation's outcome, indexed by ``not reply`` (as
-:data:`cachecore.stats.ONE_KEY_EVENTS`): hit/miss for reads, ok for the others."""
+the counters a plan carries): hit/miss for reads, ok for the others."""
 
 
 def _mark_span(outcome: str, error: str | None) -> None:
