@@ -2,12 +2,14 @@
 
 ``python -m benchmarks.observability [--rounds N] [--calls N]`` starts the newest Valkey
 on a free port, pins this process and the server to one CPU (so a round trip does not
-cross CPUs), and times ``get`` of one stored key with four caches, interleaved round by
+cross CPUs), and times ``get`` of one stored key with six caches, interleaved round by
 round:
 
 * ``base``: the driver without the always-on counters (the driver before this change);
 * ``counters``: an ordinary cache (always-on counters, no observer);
 * ``otel``: ``metrics=true`` on an SDK ``MeterProvider`` (histogram per call);
+* ``otel-sampled``: as ``otel`` with ``metrics_sample_rate=0.05`` (one call in 20,
+  at random, timed and recorded; the others run the counters-only driver);
 * ``otel-norec``: as ``otel``, with the SDK's ``Histogram.record`` replaced by a no-op:
   what cachecore's timed driver costs by itself;
 * ``observer``: one no-op plugin-style observer.
@@ -15,7 +17,7 @@ round:
 Each round starts with the next cache in turn (no cache always runs first). It prints
 calls/s medians, the median of the per-round ratios to ``base``/``counters``, and the
 interquartile range of the ratios to ``counters`` (the run's noise).
-Goals (issue 15): counters >= 0.99x base, otel >= 0.95x counters.
+Goals (issue 15): counters >= 0.99x base, otel >= 0.95x counters (met only sampled).
 
 Then the floor under ``otel``: what the OpenTelemetry SDK's own ``Histogram.record``
 costs per call (pre-built attributes, the same bucket boundaries, one in-memory reader),
@@ -37,6 +39,8 @@ from cachecore.observability import CallEvent, observe, observed
 from cachecore.otel import DURATION_BOUNDARIES
 from cachecore.redis_base import BaseRedisCache
 from cachecore.testing.servers import ServerProcess, newest_server_binary
+
+SAMPLE_RATE = 0.05
 
 
 def _uncounted_run(self: BaseRedisCache, plan: Any) -> Any:
@@ -105,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             "base": cachecore.from_url(url),
             "counters": cachecore.from_url(url),
             "otel": cachecore.from_url(url, meter_provider=MeterProvider([InMemoryMetricReader()])),
+            "otel-sampled": cachecore.from_url(
+                url,
+                meter_provider=MeterProvider([InMemoryMetricReader()]),
+                metrics_sample_rate=SAMPLE_RATE,
+            ),
             "otel-norec": cachecore.from_url(
                 url, meter_provider=MeterProvider([InMemoryMetricReader()])
             ),
@@ -134,13 +143,13 @@ def main(argv: list[str] | None = None) -> int:
                 rates[name].append(_time(caches[name], args.calls))
             records.append(_time_record(histogram.record, args.calls))
     print(f"get on {binary.id}, {args.rounds} rounds x {args.calls} calls, one CPU")
-    print(f"{'cache':<10} {'calls/s':>9} {'vs base':>8} {'vs counters':>12}  vs counters, IQR")
+    print(f"{'cache':<12} {'calls/s':>9} {'vs base':>8} {'vs counters':>12}  vs counters, IQR")
     for name, values in rates.items():
         vs_base = statistics.median(v / b for v, b in zip(values, rates["base"], strict=True))
         ratios = [v / b for v, b in zip(values, rates["counters"], strict=True)]
         low, _, high = statistics.quantiles(ratios, n=4)
         print(
-            f"{name:<10} {statistics.median(values):>9.0f} {vs_base:>7.3f}x "
+            f"{name:<12} {statistics.median(values):>9.0f} {vs_base:>7.3f}x "
             f"{statistics.median(ratios):>11.3f}x  {low:.3f}-{high:.3f}"
         )
     get_s = 1 / statistics.median(rates["counters"])
