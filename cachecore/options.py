@@ -59,6 +59,8 @@ CACHE_OPTIONS: dict[str, Callable[[str], Any]] = {
     "tracing": parse_bool,
     "meter_provider": str,
     "tracer_provider": str,
+    # The share of calls (0 < r <= 1, each at random) timed into the duration histogram;
+    # the counters stay exact. No effect without metrics or observers (observability.py).
     "metrics_sample_rate": float,
 }
 """Options the cache itself takes; everything else goes to the backend's client."""
