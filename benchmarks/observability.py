@@ -1,15 +1,15 @@
 """What observing a cache costs: ``get`` on a real server, side by side in one run.
 
-``python -m benchmarks.observability [--rounds N] [--calls N]`` starts the newest Valkey
-on a free port, pins this process and the server to one CPU (so a round trip does not
-cross CPUs), and times ``get`` of one stored key with six caches, interleaved round by
-round:
+``python -m benchmarks.observability [--rounds N] [--calls N] [--sample-rate R]``
+starts the newest Valkey on a free port, pins this process and the server to one CPU
+(so a round trip does not cross CPUs), and times ``get`` of one stored key with six
+caches, interleaved round by round:
 
 * ``base``: the driver without the always-on counters (the driver before this change);
 * ``counters``: an ordinary cache (always-on counters, no observer);
 * ``otel``: ``metrics=true`` on an SDK ``MeterProvider`` (histogram per call);
-* ``otel-sampled``: as ``otel`` with ``metrics_sample_rate=0.05`` (one call in 20,
-  at random, timed and recorded; the others run the counters-only driver);
+* ``otel-sampled``: as ``otel`` with ``metrics_sample_rate=R`` (default 0.05: one call
+  in 20, at random, timed and recorded; the others run the counters-only driver);
 * ``otel-norec``: as ``otel``, with the SDK's ``Histogram.record`` replaced by a no-op:
   what cachecore's timed driver costs by itself;
 * ``observer``: one no-op plugin-style observer.
@@ -39,8 +39,6 @@ from cachecore.observability import CallEvent, observe, observed
 from cachecore.otel import DURATION_BOUNDARIES
 from cachecore.redis_base import BaseRedisCache
 from cachecore.testing.servers import ServerProcess, newest_server_binary
-
-SAMPLE_RATE = 0.05
 
 
 def _uncounted_run(self: BaseRedisCache, plan: Any) -> Any:
@@ -92,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.observability")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--sample-rate", type=float, default=0.05, help="of otel-sampled")
     args = parser.parse_args(argv)
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             "otel-sampled": cachecore.from_url(
                 url,
                 meter_provider=MeterProvider([InMemoryMetricReader()]),
-                metrics_sample_rate=SAMPLE_RATE,
+                metrics_sample_rate=args.sample_rate,
             ),
             "otel-norec": cachecore.from_url(
                 url, meter_provider=MeterProvider([InMemoryMetricReader()])
