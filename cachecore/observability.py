@@ -194,7 +194,7 @@ class _Observed:
         traced = self.tracer is not None
         sampled = self.sample_rate < 1 and not traced
         if sampled:
-            self._log_keep = math.log(1.0 - self.sample_rate)
+            self._log_keep = math.log1p(-self.sample_rate)
             self._left = self._gap()
         run: Callable[[Plan], Any]
         drive: Callable[[Steps[Any]], Any]
@@ -307,7 +307,8 @@ class _Observed:
 
     def _gap(self) -> int:
         """The calls up to and including the next sampled one: geometric, mean 1/rate."""
-        return int(math.log(1.0 - random()) / self._log_keep) + 1
+        # Capped: a rate of 1e-320 would give an infinite gap.
+        return int(min(math.log1p(-random()) / self._log_keep, 1e18)) + 1
 
     def run_sampled(self, plan: Plan) -> Any:
         if self._sample():

@@ -251,6 +251,16 @@ def test_a_bad_sample_rate_in_python_is_refused(rate: Any) -> None:
         observability.observe(cachecore.from_url("memory://"), _Recorder(), sample_rate=rate)
 
 
+@pytest.mark.parametrize("rate", [1e-300, 5e-324])
+def test_a_tiny_sample_rate_records_nothing_and_counts_everything(rate: float) -> None:
+    cache = cachecore.from_url("memory://")
+    recorder = _Recorder()
+    observability.observe(cache, recorder, sample_rate=rate)
+    for _ in range(100):
+        cache.get("k")
+    assert recorder.events == [] and cache.stats().misses == 100
+
+
 def test_a_sample_rate_without_metrics_changes_nothing() -> None:
     cache = cachecore.from_url("memory://", metrics_sample_rate=0.5)
     assert "_run" not in vars(cache) and observability.observers_of(cache) == []
