@@ -1,13 +1,15 @@
 """What observing a cache costs: ``get`` on a real server, side by side in one run.
 
-``python -m benchmarks.observability [--rounds N] [--calls N]`` starts the newest Valkey
-on a free port, pins this process and the server to one CPU (so a round trip does not
-cross CPUs), and times ``get`` of one stored key with four caches, interleaved round by
-round:
+``python -m benchmarks.observability [--rounds N] [--calls N] [--sample-rate R]``
+starts the newest Valkey on a free port, pins this process and the server to one CPU
+(so a round trip does not cross CPUs), and times ``get`` of one stored key with six
+caches, interleaved round by round:
 
 * ``base``: the driver without the always-on counters (the driver before this change);
 * ``counters``: an ordinary cache (always-on counters, no observer);
 * ``otel``: ``metrics=true`` on an SDK ``MeterProvider`` (histogram per call);
+* ``otel-sampled``: as ``otel`` with ``metrics_sample_rate=R`` (default 0.05: one call
+  in 20, at random, timed and recorded; the others run the counters-only driver);
 * ``otel-norec``: as ``otel``, with the SDK's ``Histogram.record`` replaced by a no-op:
   what cachecore's timed driver costs by itself;
 * ``observer``: one no-op plugin-style observer.
@@ -15,7 +17,7 @@ round:
 Each round starts with the next cache in turn (no cache always runs first). It prints
 calls/s medians, the median of the per-round ratios to ``base``/``counters``, and the
 interquartile range of the ratios to ``counters`` (the run's noise).
-Goals (issue 15): counters >= 0.99x base, otel >= 0.95x counters.
+Goals (issue 15): counters >= 0.99x base, otel >= 0.95x counters (met only sampled).
 
 Then the floor under ``otel``: what the OpenTelemetry SDK's own ``Histogram.record``
 costs per call (pre-built attributes, the same bucket boundaries, one in-memory reader),
@@ -41,7 +43,7 @@ from cachecore.testing.servers import ServerProcess, newest_server_binary
 
 def _uncounted_run(self: BaseRedisCache, plan: Any) -> Any:
     """The blocking driver as it was before the counters: the baseline."""
-    send, operation, fault, finish, key, command = plan
+    send, operation, fault, finish, key, command, _truthy, _falsy = plan
     try:
         reply = send(*command)
     except self._errors as exc:
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.observability")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--sample-rate", type=float, default=0.05, help="of otel-sampled")
     args = parser.parse_args(argv)
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -105,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
             "base": cachecore.from_url(url),
             "counters": cachecore.from_url(url),
             "otel": cachecore.from_url(url, meter_provider=MeterProvider([InMemoryMetricReader()])),
+            "otel-sampled": cachecore.from_url(
+                url,
+                meter_provider=MeterProvider([InMemoryMetricReader()]),
+                metrics_sample_rate=args.sample_rate,
+            ),
             "otel-norec": cachecore.from_url(
                 url, meter_provider=MeterProvider([InMemoryMetricReader()])
             ),
@@ -134,13 +142,13 @@ def main(argv: list[str] | None = None) -> int:
                 rates[name].append(_time(caches[name], args.calls))
             records.append(_time_record(histogram.record, args.calls))
     print(f"get on {binary.id}, {args.rounds} rounds x {args.calls} calls, one CPU")
-    print(f"{'cache':<10} {'calls/s':>9} {'vs base':>8} {'vs counters':>12}  vs counters, IQR")
+    print(f"{'cache':<12} {'calls/s':>9} {'vs base':>8} {'vs counters':>12}  vs counters, IQR")
     for name, values in rates.items():
         vs_base = statistics.median(v / b for v, b in zip(values, rates["base"], strict=True))
         ratios = [v / b for v, b in zip(values, rates["counters"], strict=True)]
         low, _, high = statistics.quantiles(ratios, n=4)
         print(
-            f"{name:<10} {statistics.median(values):>9.0f} {vs_base:>7.3f}x "
+            f"{name:<12} {statistics.median(values):>9.0f} {vs_base:>7.3f}x "
             f"{statistics.median(ratios):>11.3f}x  {low:.3f}-{high:.3f}"
         )
     get_s = 1 / statistics.median(rates["counters"])

@@ -107,7 +107,8 @@ def cachecore_cache_observer(cache: Any) -> Observer | None:
     ``get_cache``, blocking or asyncio), after it is built; must not block. The
     observer's ``on_call(event)`` then receives a
     :class:`~cachecore.observability.CallEvent` (operation, outcome, duration in
-    seconds, fault kind, key, backend) after every call of that cache, on the calling
+    seconds, fault kind, key, backend) after every call of that cache (a random
+    sample of calls with the ``metrics_sample_rate`` option below 1), on the calling
     thread: keep it quick (hand events to a queue or a client that batches) and never
     raise. When no plugin returns an observer the cache runs its ordinary drivers and
     pays nothing. ``cache.stats()`` holds the counters (hits, misses, faults...) for

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from cachecore.adapters.blocking import library_client, transport_for
-from cachecore.stats import Counters, NearCacheStats
+from cachecore.stats import HITS, Counters, NearCacheStats
 from cachecore.transport import AsyncTransport, Command, Transport
 
 log = logging.getLogger("cachecore")
@@ -159,7 +159,7 @@ class _NearCache:
             # KeyError: invalidated meanwhile; the value was still current when read.
             with contextlib.suppress(KeyError):
                 self._entries.move_to_end(key)
-            self._counters.shard.counts["hits"] += 1
+            self._counters.shard.counts[HITS] += 1
             return entry
         return None
 
@@ -176,7 +176,7 @@ class _NearCache:
                 values.append(None)
                 missing.append(key)
         if len(missing) < len(keys):
-            self._counters.shard.counts["hits"] += len(keys) - len(missing)
+            self._counters.shard.counts[HITS] += len(keys) - len(missing)
         return values, missing
 
     @staticmethod

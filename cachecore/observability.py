@@ -12,13 +12,16 @@ kept either way.
 from __future__ import annotations
 
 import logging
+import math
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
+from random import random
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from cachecore.errors import ConfigurationError
+from cachecore.options import coerce
 from cachecore.stats import READ_OPERATIONS, fault_kind
 
 if TYPE_CHECKING:
@@ -100,16 +103,31 @@ def system_of(cache: CacheProtocol) -> str:
     return "valkey" if module.startswith("valkey") else "redis"
 
 
-def observe(cache: CacheProtocol, *observers: Observer, tracer: Any = None) -> None:
+def observe(
+    cache: CacheProtocol,
+    *observers: Observer,
+    tracer: Any = None,
+    sample_rate: float | None = None,
+) -> None:
     """Send every later call of ``cache`` to ``observers`` (and open a span per call on
     the OpenTelemetry ``tracer``, when given). Adds to the observers it already has.
 
+    :param sample_rate: the share of calls timed and reported (the
+        ``metrics_sample_rate`` option): each call is, independently, with this
+        probability; the others run the ordinary driver, counted in ``cache.stats()``
+        but not timed. None keeps the cache's rate (at first 1.0: every call). Ignored
+        while a tracer is set (every call gets its span, with its outcome).
     :raises TypeError: an observer without ``on_call``.
+    :raises ConfigurationError: ``sample_rate`` is not a number > 0 and <= 1.
     """
     for observer in observers:
         if not callable(getattr(observer, "on_call", None)):
             raise TypeError(f"an observer needs an on_call(event) method: {observer!r}")
+    if sample_rate is not None:
+        sample_rate = coerce("metrics_sample_rate", sample_rate)
     state = observed(cache)
+    if sample_rate is not None:
+        state.sample_rate = sample_rate
     otel = sys.modules.get("cachecore.otel")
     for observer in observers:
         if otel is not None and isinstance(observer, otel.OtelMetrics):
@@ -160,6 +178,10 @@ class _Observed:
         self.recorders: list[Recorder] = []
         self.observers: list[Observer] = []
         self.tracer: Any = None
+        self.sample_rate = 1.0
+        """The share of calls timed and reported (see :func:`observe`)."""
+        self._log_keep = 0.0  # log(1 - sample_rate), for the gaps between samples
+        self._left = 1  # calls until the next sampled one (this one included)
         self.answered: Callable[[str, bool, float, str | None], None] = self._answered
         """Reports a one-command call that got a reply (``missed``: the reply was falsy)."""
 
@@ -170,14 +192,24 @@ class _Observed:
 
         cache: Any = self.cache
         traced = self.tracer is not None
+        sampled = self.sample_rate < 1 and not traced
+        if sampled:
+            self._log_keep = math.log1p(-self.sample_rate)
+            self._left = self._gap()
+        run: Callable[[Plan], Any]
+        drive: Callable[[Steps[Any]], Any]
         if isinstance(self.cache, AsyncBaseRedisCache):
             run, drive = self.run_async, self.drive_async
             if traced:
                 run, drive = self.run_async_traced, self.drive_async_traced
+            elif sampled:
+                run, drive = self.run_async_sampled, self.drive_async_sampled
         else:
             run, drive = self.run, self.drive
             if traced:
                 run, drive = self.run_traced, self.drive_traced
+            elif sampled:
+                run, drive = self.run_sampled, self.drive_sampled
         cache._run, cache._drive, cache._count_fault = run, drive, self._count_fault
         # The common case, OpenTelemetry metrics alone: straight to its histogram.
         alone = len(self.recorders) == 1 and not self.observers and not traced
@@ -213,7 +245,7 @@ class _Observed:
     # One-command calls: cachecore.redis_base's and cachecore.aio.cache's _run, timed.
 
     def run(self, plan: Plan) -> Any:
-        send, operation, fault, finish, key, command = plan
+        send, operation, fault, finish, key, command, truthy, falsy = plan
         cache = self.cache
         started = perf_counter()
         try:
@@ -222,13 +254,13 @@ class _Observed:
             self._report(operation, "fault", perf_counter() - started, self._kind(exc), key)
             return cache._fault(operation, exc, fault)
         missed = not reply
-        cache.counters.shard.counts[cache._events[operation][missed]] += 1
+        cache._shard.counts[falsy if missed else truthy] += 1
         result = finish(key, reply)
         self.answered(operation, missed, perf_counter() - started, key)
         return result
 
     async def run_async(self, plan: Plan) -> Any:
-        send, operation, fault, finish, key, command = plan
+        send, operation, fault, finish, key, command, truthy, falsy = plan
         cache = self.cache
         started = perf_counter()
         try:
@@ -237,7 +269,7 @@ class _Observed:
             self._report(operation, "fault", perf_counter() - started, self._kind(exc), key)
             return cache._fault(operation, exc, fault)
         missed = not reply
-        cache.counters.shard.counts[cache._events[operation][missed]] += 1
+        cache._shard.counts[falsy if missed else truthy] += 1
         result = finish(key, reply)
         self.answered(operation, missed, perf_counter() - started, key)
         return result
@@ -253,6 +285,56 @@ class _Observed:
         cache: Any = self.cache
         with _Timed(self, steps):
             return await type(cache)._drive(cache, steps)
+
+    # With metrics_sample_rate < 1: a sample of calls timed, the others run the cache's
+    # own drivers (counters only). Which calls: a countdown of calls left until the next
+    # sampled one, with geometric gaps drawn at each sampled call, which makes every
+    # call sampled independently with probability sample_rate (no period a workload
+    # could line up with). A countdown rather than random() per call: the random
+    # generator's state is cold after each round trip, and that costs ~1 % of a get.
+    # Threads may race on the countdown; that shifts which calls are sampled, never
+    # the counters. The async drivers return the chosen coroutine unawaited (no
+    # coroutine frame of their own).
+
+    def _sample(self) -> bool:
+        """Whether this call is timed (one call of a Bernoulli(sample_rate) process)."""
+        left = self._left - 1
+        if left > 0:
+            self._left = left
+            return False
+        self._left = self._gap()
+        return True
+
+    def _gap(self) -> int:
+        """The calls up to and including the next sampled one: geometric, mean 1/rate."""
+        # Capped: a rate of 1e-320 would give an infinite gap.
+        return int(min(math.log1p(-random()) / self._log_keep, 1e18)) + 1
+
+    def run_sampled(self, plan: Plan) -> Any:
+        if self._sample():
+            return self.run(plan)
+        cache: Any = self.cache
+        return type(cache)._run(cache, plan)
+
+    def drive_sampled(self, steps: Steps[Any]) -> Any:
+        if self._sample():
+            return self.drive(steps)
+        cache: Any = self.cache
+        return type(cache)._drive(cache, steps)
+
+    def run_async_sampled(self, plan: Plan) -> Awaitable[Any]:
+        if self._sample():
+            return self.run_async(plan)
+        cache: Any = self.cache
+        result: Awaitable[Any] = type(cache)._run(cache, plan)
+        return result
+
+    def drive_async_sampled(self, steps: Steps[Any]) -> Awaitable[Any]:
+        if self._sample():
+            return self.drive_async(steps)
+        cache: Any = self.cache
+        result: Awaitable[Any] = type(cache)._drive(cache, steps)
+        return result
 
     # With a tracer: the same, inside a span.
 
@@ -326,7 +408,7 @@ OUTCOMES_BY_REPLY = _Outcomes(
     {name: ("hit", "miss") for name in READ_OPERATIONS - {"get_many", "lookup_many"}}
 )
 """A one-command operation's outcome, indexed by ``not reply`` (as
-:data:`cachecore.stats.ONE_KEY_EVENTS`): hit/miss for reads, ok for the others."""
+the counters a plan carries): hit/miss for reads, ok for the others."""
 
 
 def _mark_span(outcome: str, error: str | None) -> None:
@@ -348,7 +430,7 @@ def _client_kind() -> Any:
 # -- configuration -------------------------------------------------------------------
 
 
-OPTIONS = ("metrics", "tracing", "meter_provider", "tracer_provider")
+OPTIONS = ("metrics", "tracing", "meter_provider", "tracer_provider", "metrics_sample_rate")
 """The cache options this module reads (see :func:`configure`)."""
 
 
@@ -359,6 +441,9 @@ def configure(
     installed plugins ask for: ``metrics=true`` (or a ``meter_provider``) adds the
     OpenTelemetry metrics, ``tracing=true`` (or a ``tracer_provider``) a span per call,
     and each plugin's ``cachecore_cache_observer`` hook is asked once.
+    ``metrics_sample_rate`` (already checked by :func:`cachecore.options.coerce`) sets
+    the share of calls timed and reported (see :func:`observe`); without observers it
+    has no effect.
 
     :raises ConfigurationError: OpenTelemetry asked for but not installed
         (``pip install cachecore[otel]``), or a provider given as a string.
@@ -383,7 +468,7 @@ def configure(
         tracer = tracer_for(tracer_provider)
     observers.extend(_hook_observers(cache, registry))
     if observers or tracer is not None:
-        observe(cache, *observers, tracer=tracer)
+        observe(cache, *observers, tracer=tracer, sample_rate=options.get("metrics_sample_rate"))
 
 
 def _hook_observers(cache: CacheProtocol, registry: Registry | None) -> Iterable[Observer]:

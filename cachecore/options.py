@@ -59,6 +59,9 @@ CACHE_OPTIONS: dict[str, Callable[[str], Any]] = {
     "tracing": parse_bool,
     "meter_provider": str,
     "tracer_provider": str,
+    # The share of calls (0 < r <= 1, each at random) timed into the duration histogram;
+    # the counters stay exact. No effect without metrics or observers (observability.py).
+    "metrics_sample_rate": float,
 }
 """Options the cache itself takes; everything else goes to the backend's client."""
 
@@ -121,6 +124,12 @@ def _seconds(allow_zero: bool = False) -> Check:
     return check
 
 
+def _share(value: Any) -> str | None:
+    if _is_number(value) and 0 < value <= 1:  # NaN fails both comparisons
+        return None
+    return "a number > 0 and <= 1 (1 = every call)"
+
+
 def _socket_timeout(value: Any) -> str | None:
     # None: the client waits for ever; a choice only Python code can make, on purpose.
     return None if value is None else _seconds()(value)
@@ -157,6 +166,7 @@ CHECKS: dict[str, Check] = {
     "near_cache_size": _whole(1),
     "circuit_breaker_threshold": _whole(1),
     "circuit_breaker_reset": _seconds(),
+    "metrics_sample_rate": _share,
     "socket_timeout": _socket_timeout,
     "socket_connect_timeout": _socket_timeout,
     "max_connections": _whole(1),

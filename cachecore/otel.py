@@ -7,7 +7,9 @@ its attributes, in ``docs/observability.md``.
 
 * ``cachecore.operation.duration`` (histogram, ``s``), recorded per call with
   ``cachecore.operation.name``, ``cachecore.operation.outcome`` (``hit``, ``miss``,
-  ``ok``, ``fault``), ``db.system.name`` and, for faults, ``error.type``.
+  ``ok``, ``fault``), ``db.system.name`` and, for faults, ``error.type``. With the
+  ``metrics_sample_rate`` option below 1, only a random sample of calls is recorded:
+  its count is about rate x calls (use the counters for rates), its quantiles hold.
 * Counters read from ``cache.stats()`` when the metrics are collected (nothing on the
   call path): ``cachecore.lookups`` (``cachecore.lookup.result`` = ``hit``/``miss``),
   ``cachecore.stores``, ``cachecore.deletes``, ``cachecore.faults`` (``error.type``),

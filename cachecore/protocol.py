@@ -25,7 +25,19 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
 
 from cachecore.errors import ValueTooLargeError
 from cachecore.serializers import DEFAULT_MAX_SIZE, PickleSerializer
-from cachecore.stats import ONE_KEY_EVENTS, CacheStats, Counters, collect, fault_kind
+from cachecore.stats import (
+    ADD_EXISTS,
+    DELETES,
+    HITS,
+    INCREMENTS,
+    MISSES,
+    PINGS,
+    SETS,
+    CacheStats,
+    Counters,
+    collect,
+    fault_kind,
+)
 from cachecore.timeouts import to_seconds
 from cachecore.types import KeyPrefix, Serializer, Timeout
 
@@ -46,10 +58,12 @@ ResultT = TypeVar("ResultT")
 Finish: TypeAlias = Callable[[Any, Any], Any]
 """Reads a reply: ``finish(user key or None, reply) -> result``."""
 
-Plan: TypeAlias = tuple[Callable[..., Any], str, Any, Finish, Any, tuple[Any, ...]]
-"""``(send, method name, fault value, finish, user key, command)``: send ``command``
-with ``send``; on a transport error the result is the fault value (with a warning),
-else ``finish(user key, reply)``."""
+Plan: TypeAlias = tuple[Callable[..., Any], str, Any, Finish, Any, tuple[Any, ...], int, int]
+"""``(send, method name, fault value, finish, user key, command, counted if truthy,
+counted if falsy)``: send ``command`` with ``send``; on a transport error the result is
+the fault value (with a warning), else ``finish(user key, reply)``, after adding one to
+the counter (a position in :data:`cachecore.stats.SLOTS`, e.g. ``HITS``/``MISSES``)
+that the reply's truth picks."""
 
 Step: TypeAlias = tuple[Callable[..., Any], tuple[Any, ...]]
 Steps: TypeAlias = Generator[Step, Any, ResultT]
@@ -180,7 +194,7 @@ class CacheProtocol:
         self.max_value_size = DEFAULT_MAX_VALUE_SIZE if max_value_size is None else max_value_size
         self.ignore_delete_many_errors = ignore_delete_many_errors
         self.counters = Counters()
-        self._events = ONE_KEY_EVENTS
+        self._shard = self.counters.shard  # this thread's counts (cachecore.stats)
         writes = transport_for(client)
         reads = writes.reader if read_client is None else transport_for(read_client)
         self._writes = writes
@@ -387,37 +401,42 @@ class CacheProtocol:
     # -- plans: the methods that send one command ----------------------------------------
 
     def _plan_get(self, key: str) -> Plan:
-        return (self._reads.send, "get", None, self._decode, key, ("GET", self._key(key)))
+        command = ("GET", self._key(key))
+        return (self._reads.send, "get", None, self._decode, key, command, HITS, MISSES)
 
     def _plan_has(self, key: str) -> Plan:
-        return (self._reads.send, "has", False, _truthy, key, ("EXISTS", self._key(key)))
+        command = ("EXISTS", self._key(key))
+        return (self._reads.send, "has", False, _truthy, key, command, HITS, MISSES)
 
     def _plan_set(self, key: str, value: Any, timeout: Timeout) -> Plan:
         full, expiry = self._key(key), self._expiry(timeout)
         command = self._set_args(full, self._dump(full, value, expiry), expiry)
-        return (self._writes.send, "set", False, _truthy, key, command)
+        return (self._writes.send, "set", False, _truthy, key, command, SETS, SETS)
 
     def _plan_add(self, key: str, value: Any, timeout: Timeout) -> Plan:
         full, expiry = self._key(key), self._expiry(timeout)
-        command = self._set_args(full, self._dump(full, value, expiry), expiry)
+        command = (*self._set_args(full, self._dump(full, value, expiry), expiry), "NX")
         # SET NX run twice answers "exists" to its own write: sent once.
-        return (self._writes.send_once, "add", False, _truthy, key, (*command, "NX"))
+        return (self._writes.send_once, "add", False, _truthy, key, command, SETS, ADD_EXISTS)
 
     def _plan_delete(self, key: str) -> Plan:
         # A second UNLINK would answer 0 for a key the first one deleted: sent once.
-        return (self._writes.send_once, "delete", False, _truthy, key, ("UNLINK", self._key(key)))
+        command = ("UNLINK", self._key(key))
+        return (self._writes.send_once, "delete", False, _truthy, key, command, DELETES, DELETES)
 
     def _plan_incrby(self, operation: str, key: str, delta: int, sign: int) -> Plan:
         if type(delta) is not int:
             check_delta(delta)
         command = ("INCRBY", self._key(key), sign * delta)
-        return (self._writes.send_once, operation, None, _integer, key, command)
+        counted = INCREMENTS
+        return (self._writes.send_once, operation, None, _integer, key, command, counted, counted)
 
     def _plan_lookup(self, key: str, default: Any) -> Plan:
         def finish(key: str, data: Any) -> Any:
             return default if data is None else self._decode_or(key, data, default)
 
-        return (self._reads.send, "lookup", default, finish, key, ("GET", self._key(key)))
+        command = ("GET", self._key(key))
+        return (self._reads.send, "lookup", default, finish, key, command, HITS, MISSES)
 
     def _plan_inc_existing(self, key: str, delta: int) -> Plan:
         if type(delta) is not int:
@@ -434,10 +453,11 @@ class CacheProtocol:
 
         # Like INCRBY, never sent twice.
         command = ("EVAL", INC_EXISTING_SCRIPT, 1, self._key(key), delta)
-        return (self._writes.send_once, "inc_existing", None, finish, key, command)
+        send, counted = self._writes.send_once, INCREMENTS
+        return (send, "inc_existing", None, finish, key, command, counted, counted)
 
     def _plan_ping(self) -> Plan:
-        return (self._writes.send, "ping", False, _truthy, None, ("PING",))
+        return (self._writes.send, "ping", False, _truthy, None, ("PING",), PINGS, PINGS)
 
     # -- steps: the methods that may need several round trips ----------------------------
 
@@ -470,10 +490,10 @@ class CacheProtocol:
         return found
 
     def _count_reads(self, values: list[Any]) -> None:
-        counts = self.counters.shard.counts
+        counts = self._shard.counts
         missing = values.count(None)
-        counts["hits"] += len(values) - missing
-        counts["misses"] += missing
+        counts[HITS] += len(values) - missing
+        counts[MISSES] += missing
 
     def _steps_mget(self, operation: str, full: list[str]) -> Steps[list[Any]]:
         """The stored bytes of the prefixed keys ``full`` (one MGET, or one per slot on

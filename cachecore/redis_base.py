@@ -144,13 +144,13 @@ class BaseRedisCache(CacheProtocol, BaseCache):
     # -- the drivers ---------------------------------------------------------------------
 
     def _run(self, plan: Plan) -> Any:
-        send, operation, fault, finish, key, command = plan
+        send, operation, fault, finish, key, command, truthy, falsy = plan
         try:
             reply = send(*command)
         except self._errors as exc:
             return self._fault(operation, exc, fault)
         # Always-on counters (cachecore.stats): a truthy reply is a hit, a falsy one a miss.
-        self.counters.shard.counts[self._events[operation][not reply]] += 1
+        self._shard.counts[truthy if reply else falsy] += 1
         return finish(key, reply)
 
     def _drive(self, steps: Steps[ResultT]) -> ResultT:

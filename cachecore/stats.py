@@ -5,12 +5,18 @@ and the near cache and circuit breaker beneath the cache, into a :class:`CacheSt
 
 Why per-thread shards: an increment is a read, an add and a write, and another thread
 may run between them, losing an increment. On CPython 3.11 with the GIL a bare
-``counts[name] += 1`` happens not to be split, but :meth:`Counters.add`'s
-``counts.get(name, 0) + amount`` is (a shared dict loses increments there:
+``counts[index] += 1`` happens not to be split, but :meth:`Counters.add`'s
+``extra.get(name, 0) + amount`` is (a shared dict loses increments there:
 ``tests/test_stats.py``), and free-threaded builds split either. Each thread here adds
-to a dict of its own (so an increment is never lost and needs no lock), and a read
-sums every thread's dict. asyncio tasks on one thread never interleave inside an
+to a list (and a dict) of its own, so an increment is never lost and needs no lock,
+and a read sums every thread's. asyncio tasks on one thread never interleave inside an
 increment (there is no ``await`` in it), so one shard per thread serves them too.
+
+Why a list with fixed positions (:data:`SLOTS`) on the hot path: a cache call's
+increment runs right after a round trip to the server, when the CPU's caches hold the
+server's data rather than the client's; every object it touches then costs a cache
+miss, so it touches as few as it can (the shard, its list; no dict, no name, no
+look-up table: the plan carries the positions).
 
 Counter names are plain strings (:data:`COUNTERS`). Other parts of cachecore add their
 own through :meth:`Counters.add` with a dotted name (``"memoize.computations"``); they
@@ -56,71 +62,71 @@ READ_OPERATIONS = frozenset({"get", "lookup", "has", "get_many", "lookup_many"})
 """Operations whose outcome is a hit or a miss (per key for the multi-key ones)."""
 
 
-class _Events(dict[str, tuple[str, str]]):
-    def __missing__(self, operation: str) -> tuple[str, str]:
-        return ("other_calls", "other_calls")  # an operation added later: still counted
+_FAULT_NAMES = tuple(f"faults.{kind}" for kind in FAULT_KINDS)
 
+SLOTS = (*COUNTERS, *_FAULT_NAMES)
+"""The counters every shard keeps in a list, by position (other names go to its dict)."""
 
-ONE_KEY_EVENTS = _Events(
-    {
-        "get": ("hits", "misses"),
-        "lookup": ("hits", "misses"),
-        "has": ("hits", "misses"),
-        "set": ("sets", "sets"),
-        "add": ("sets", "add_exists"),
-        "delete": ("deletes", "deletes"),
-        "inc": ("increments", "increments"),
-        "dec": ("increments", "increments"),
-        "inc_existing": ("increments", "increments"),
-        "ping": ("pings", "pings"),
-    }
+HITS, MISSES, SETS, ADD_EXISTS, DELETES, INCREMENTS, TOUCHES, CLEARS, PINGS, OTHER_CALLS = range(
+    len(COUNTERS)
 )
-"""For a one-command operation: (counter when the reply is truthy, counter when it is
-not). A GET's reply is None for a missing key, an EXISTS's 0, an ``add``'s None when the
-key exists: indexing by ``not reply`` picks the counter without a branch."""
+"""Positions in :data:`SLOTS`, for the hot paths: a one-command plan carries the two
+it counts (when the reply is truthy, when it is not), so the driver increments one list
+item without a look-up (:data:`cachecore.protocol.Plan`)."""
+
+_INDEX = {name: index for index, name in enumerate(SLOTS)}
 
 
 class _Shard(threading.local):
-    """One dict of counts per thread, registered with its :class:`Counters` on first use
-    in that thread (``threading.local`` runs ``__init__`` once per thread)."""
+    """One list of counts (:data:`SLOTS`) and one dict (other names) per thread,
+    registered with its :class:`Counters` on first use in that thread
+    (``threading.local`` runs ``__init__`` once per thread)."""
 
-    def __init__(self, shards: list[dict[str, int]], lock: threading.Lock) -> None:
-        self.counts: dict[str, int] = dict.fromkeys((*COUNTERS, *_FAULT_NAMES), 0)
+    def __init__(
+        self, shards: list[tuple[list[int], dict[str, int]]], lock: threading.Lock
+    ) -> None:
+        self.counts: list[int] = [0] * len(SLOTS)
+        self.extra: dict[str, int] = {}
         with lock:
-            shards.append(self.counts)
-
-
-_FAULT_NAMES = tuple(f"faults.{kind}" for kind in FAULT_KINDS)
+            shards.append((self.counts, self.extra))
 
 
 class Counters:
     """The counts of one cache, sharded per thread (see the module docstring).
 
-    The hot path is ``counters.shard.counts[name] += 1``: one thread-local look-up and one
-    dict increment. Reads (:meth:`totals`) sum the shards; a thread that ended keeps its
-    shard, so nothing it counted is lost.
+    The hot path is ``counters.shard.counts[HITS] += 1`` (the caches keep ``shard`` as
+    ``cache._shard``): one thread-local look-up and one list item incremented in place,
+    touching no dict and no name. Reads (:meth:`totals`) sum the shards; a thread that
+    ended keeps its shard, so nothing it counted is lost.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._shards: list[dict[str, int]] = []
+        self._shards: list[tuple[list[int], dict[str, int]]] = []
         self.shard = _Shard(self._shards, self._lock)
 
     def add(self, name: str, amount: int = 1) -> None:
         """Add ``amount`` to the counter ``name`` (any name; dotted for a section, e.g.
         ``"memoize.computations"``). Thread- and task-safe."""
-        counts = self.shard.counts
-        counts[name] = counts.get(name, 0) + amount
+        shard = self.shard
+        index = _INDEX.get(name)
+        if index is None:
+            extra = shard.extra
+            extra[name] = extra.get(name, 0) + amount
+        else:
+            shard.counts[index] += amount
 
     def totals(self) -> dict[str, int]:
         """Every counter, summed over all threads (names never counted are absent, except
         :data:`COUNTERS` and the fault kinds, which start at 0)."""
         with self._lock:
             shards = list(self._shards)
-        summed: dict[str, int] = {}
-        for shard in shards:
-            # dict(shard) copies in one step: another thread may be adding a name.
-            for name, value in dict(shard).items():
+        summed = dict.fromkeys(SLOTS, 0)
+        for counts, extra in shards:
+            # Copies in one step: another thread may be adding to them.
+            for name, value in zip(SLOTS, counts.copy(), strict=True):
+                summed[name] += value
+            for name, value in extra.copy().items():
                 summed[name] = summed.get(name, 0) + value
         return summed
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import cachecore
 import cachecore.aio
 from cachecore import observability, plugins
-from cachecore.errors import BackendError
+from cachecore.errors import BackendError, ConfigurationError
 from cachecore.near_cache import NearCacheClient
 from cachecore.observability import CallEvent
 from cachecore.testing.cluster import ClusterProcess
@@ -155,6 +157,113 @@ def test_async_cache_records_outcomes(server: ServerProcess) -> None:
     assert _outcomes(reader) == {
         ("set", "ok"): 1, ("get", "hit"): 1, ("get", "miss"): 1, ("get_many", "ok"): 1
     }  # fmt: skip
+
+
+# metrics_sample_rate: each call is timed with probability RATE, independently. Over N
+# calls the points recorded are Binomial(N, RATE): within 6 standard deviations but for
+# a chance of about 2e-9 per check (no flake), while a sampler that ignored the rate,
+# or lined up with the workload's period, lands far outside.
+RATE = 0.25
+N = 4000
+
+
+def _within_6_sigma(count: int, calls: int) -> bool:
+    mean = calls * RATE
+    return abs(count - mean) <= 6 * math.sqrt(calls * RATE * (1 - RATE))
+
+
+def test_a_sample_rate_records_a_sample_and_counts_every_call(server: ServerProcess) -> None:
+    reader = InMemoryMetricReader()
+    cache = cachecore.from_url(
+        f"{server.url('valkey')}?metrics_sample_rate={RATE}",
+        key_prefix="sampled:",
+        meter_provider=MeterProvider([reader]),
+    )
+    cache.set("present", 1)
+    for i in range(N):  # hit, miss, hit, miss...: a period a fixed countdown would follow
+        cache.get("present" if i % 2 == 0 else "absent")
+    for _ in range(N // 4):  # multi-step calls (the steps driver)
+        cache.get_many("present", "absent")
+    outcomes = _outcomes(reader)
+    hits, misses = outcomes.get(("get", "hit"), 0), outcomes.get(("get", "miss"), 0)
+    assert _within_6_sigma(hits, N // 2) and _within_6_sigma(misses, N // 2), (hits, misses)
+    assert _within_6_sigma(outcomes.get(("get_many", "ok"), 0), N // 4), outcomes
+    # The counters are exact: every call, sampled or not.
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.sets) == (N // 2 + N // 4, N // 2 + N // 4, 1)
+    lookups = {a["cachecore.lookup.result"]: v for a, v in _metrics(reader)["cachecore.lookups"]}
+    assert lookups == {"hit": stats.hits, "miss": stats.misses}
+
+
+def test_an_async_cache_records_a_sample(server: ServerProcess) -> None:
+    reader = InMemoryMetricReader()
+
+    async def run() -> Any:
+        cache = cachecore.aio.from_url(
+            server.url("valkey"),
+            key_prefix="sampled-aio:",
+            meter_provider=MeterProvider([reader]),
+            metrics_sample_rate=RATE,
+        )
+        await cache.set("present", 1)
+        for i in range(N // 2):
+            await cache.get("present" if i % 2 == 0 else "absent")
+        for _ in range(N // 4):
+            await cache.get_many("present", "absent")
+        stats = cache.stats()
+        await cache.aclose()
+        return stats
+
+    stats = asyncio.run(run())
+    outcomes = _outcomes(reader)
+    gets = outcomes.get(("get", "hit"), 0) + outcomes.get(("get", "miss"), 0)
+    assert _within_6_sigma(gets, N // 2), outcomes
+    assert _within_6_sigma(outcomes.get(("get_many", "ok"), 0), N // 4), outcomes
+    assert (stats.hits, stats.misses) == (N // 4 + N // 4, N // 4 + N // 4)
+
+
+@pytest.mark.parametrize("rate", ["0", "-0.5", "1.5", "nan", "often"])
+def test_a_bad_sample_rate_is_a_configuration_error(
+    rate: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    expected = "option 'metrics_sample_rate'"
+    with pytest.raises(ConfigurationError, match=expected):
+        cachecore.from_url(f"memory://?metrics=true&metrics_sample_rate={rate}")
+    with pytest.raises(ConfigurationError, match=expected):
+        cachecore.from_config({"url": "memory://", "metrics_sample_rate": rate})
+    with pytest.raises(ConfigurationError, match=expected):  # metrics off: still checked
+        cachecore.aio.from_url("memory://", metrics_sample_rate=rate)
+    monkeypatch.delenv("CACHECORE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    number = {"often": '"often"', "nan": "nan"}.get(rate, rate)  # TOML numbers where valid
+    (tmp_path / "pyproject.toml").write_text(
+        f'[tool.cachecore]\nurl = "memory://"\nmetrics_sample_rate = {number}\n'
+    )
+    with pytest.raises(ConfigurationError, match=expected):
+        cachecore.get_cache()
+
+
+@pytest.mark.parametrize("rate", [0, -1, 1.01, True, float("inf")])
+def test_a_bad_sample_rate_in_python_is_refused(rate: Any) -> None:
+    with pytest.raises(ConfigurationError, match="must be a number > 0 and <= 1"):
+        cachecore.from_url("memory://", metrics=True, metrics_sample_rate=rate)
+    with pytest.raises(ConfigurationError, match="must be a number > 0 and <= 1"):
+        observability.observe(cachecore.from_url("memory://"), _Recorder(), sample_rate=rate)
+
+
+@pytest.mark.parametrize("rate", [1e-300, 5e-324])
+def test_a_tiny_sample_rate_records_nothing_and_counts_everything(rate: float) -> None:
+    cache = cachecore.from_url("memory://")
+    recorder = _Recorder()
+    observability.observe(cache, recorder, sample_rate=rate)
+    for _ in range(100):
+        cache.get("k")
+    assert recorder.events == [] and cache.stats().misses == 100
+
+
+def test_a_sample_rate_without_metrics_changes_nothing() -> None:
+    cache = cachecore.from_url("memory://", metrics_sample_rate=0.5)
+    assert "_run" not in vars(cache) and observability.observers_of(cache) == []
 
 
 class _Recorder:

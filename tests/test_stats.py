@@ -51,11 +51,12 @@ def test_counters_are_exact_under_threads() -> None:
 
 
 class _SharedCounters(Counters):
-    """Counters with one dict for every thread: what the per-thread shards replace."""
+    """Counters with one shard for every thread: what the per-thread shards replace."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.shard = types.SimpleNamespace(counts=self.shard.counts)  # type: ignore[assignment]
+        shard = self.shard
+        self.shard = types.SimpleNamespace(counts=shard.counts, extra=shard.extra)  # type: ignore[assignment]
 
 
 def _in_threads(work: Callable[[int], None], threads: int) -> None:

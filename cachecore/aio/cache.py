@@ -13,6 +13,7 @@ from cachecore.aio.coalesce import GetBatches
 from cachecore.memo.decorator import Memoized, TagsArg, memoizer
 from cachecore.memo.steps import Policy, Strategy, check_tags
 from cachecore.protocol import CacheProtocol, Plan, ResultT, Steps, check_delta
+from cachecore.stats import HITS, INCREMENTS, MISSES
 from cachecore.transport import AsyncTransport
 from cachecore.types import KeyPrefix, Serializer, Timeout
 
@@ -111,13 +112,13 @@ class AsyncBaseRedisCache(CacheProtocol):
     # -- the drivers ---------------------------------------------------------------------
 
     async def _run(self, plan: Plan) -> Any:
-        send, operation, fault, finish, key, command = plan
+        send, operation, fault, finish, key, command, truthy, falsy = plan
         try:
             reply = await send(*command)
         except self._errors as exc:
             return self._fault(operation, exc, fault)
         # Always-on counters (cachecore.stats): a truthy reply is a hit, a falsy one a miss.
-        self.counters.shard.counts[self._events[operation][not reply]] += 1
+        self._shard.counts[truthy if reply else falsy] += 1
         return finish(key, reply)
 
     async def _drive(self, steps: Steps[ResultT]) -> ResultT:
@@ -162,7 +163,7 @@ class AsyncBaseRedisCache(CacheProtocol):
                 reply = await self._reads.send("GET", full)
             except self._errors as exc:
                 return self._fault("get", exc, None)
-        self.counters.shard.counts[self._events["get"][not reply]] += 1
+        self._shard.counts[HITS if reply else MISSES] += 1
         return self._decode(key, reply)
 
     async def _get_joined(self, gets: GetBatches, key: str, full: Any) -> Any:
@@ -171,7 +172,7 @@ class AsyncBaseRedisCache(CacheProtocol):
             reply = await gets.join(full)
         except self._errors as exc:
             return self._fault("get", exc, None)
-        self.counters.shard.counts[self._events["get"][not reply]] += 1
+        self._shard.counts[HITS if reply else MISSES] += 1
         return self._decode(key, reply)
 
     async def get_many(self, *keys: str) -> list[Any]:
@@ -243,7 +244,7 @@ class AsyncBaseRedisCache(CacheProtocol):
             reply = await self._writes.send_once(*command)  # never twice: see _plan_incrby
         except self._errors as exc:
             return self._fault("inc", exc, None)
-        self.counters.shard.counts["increments"] += 1
+        self._shard.counts[INCREMENTS] += 1
         return int(reply)
 
     async def dec(self, key: str, delta: int = 1) -> int | None:
