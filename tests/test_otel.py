@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,7 @@ def test_a_bad_sample_rate_in_python_is_refused(rate: Any) -> None:
 
 @pytest.mark.parametrize("rate", [1e-300, 5e-324])
 def test_a_tiny_sample_rate_records_nothing_and_counts_everything(rate: float) -> None:
-    cache = cachecore.from_url("memory://")
+    cache = cachecore.from_url(f"memory://{uuid.uuid4().hex}")  # no other test's "k"
     recorder = _Recorder()
     observability.observe(cache, recorder, sample_rate=rate)
     for _ in range(100):
@@ -293,7 +294,7 @@ def test_a_plugin_observer_receives_every_call(monkeypatch: pytest.MonkeyPatch) 
     manager.register(plugin, name="observer-plugin")
     registry = plugins.index_plugins(registry)
     monkeypatch.setattr(plugins, "registry", lambda: registry)
-    cache = cachecore.from_url("memory://")
+    cache = cachecore.from_url(f"memory://{uuid.uuid4().hex}")
     cache.set("k", 1)
     cache.get("k")
     cache.get_many("k", "x")
