@@ -80,6 +80,9 @@ class Recorder(Protocol):
         """Record a one-command call that got a reply (``missed``: it was falsy, so a
         read's outcome is ``miss``; other operations are ``ok`` either way)."""
 
+    def link_to_spans(self, linked: bool) -> None:
+        """Whether each call is recorded inside its span (tracing is on)."""
+
 
 def key_group(key: str | None) -> str | None:
     """The part of ``key`` before its first ``:``, followed by ``:...`` (``user:42`` ->
@@ -211,6 +214,8 @@ class _Observed:
             elif sampled:
                 run, drive = self.run_sampled, self.drive_sampled
         cache._run, cache._drive, cache._count_fault = run, drive, self._count_fault
+        for recorder in self.recorders:
+            recorder.link_to_spans(traced)
         # The common case, OpenTelemetry metrics alone: straight to its histogram.
         alone = len(self.recorders) == 1 and not self.observers and not traced
         self.answered = self.recorders[0].answered if alone else self._answered
