@@ -12,13 +12,15 @@ caches, interleaved round by round:
   adding what is still queued at its end;
 * ``otel-each``: as ``otel``, with one public ``Histogram.record`` per call (what
   cachecore does with a meter provider its batches don't serve);
-* ``otel-sampled``: as ``otel-each`` with ``metrics_sample_rate=R`` (default 0.05: one
-  call in 20, at random, timed and recorded; the others run the counters-only driver);
+* ``otel-sampled``: as ``otel`` with ``metrics_sample_rate=R`` (default 0.05: one call
+  in 20, at random, timed and recorded; the others run the counters-only driver);
 * ``observer``: one no-op plugin-style observer.
 
 Each round starts with the next cache in turn (no cache always runs first). It prints
-calls/s medians, the median of the per-round ratios to ``base``/``counters``, and the
-interquartile range of the ratios to ``counters`` (the run's noise).
+calls/s medians, the median of the per-round ratios to ``base``/``counters`` with a 95 %
+bootstrap interval of that median, and the interquartile range of the ratios to
+``counters`` (the noise of one round). ``--only base,counters`` runs some rows alone:
+many short rounds of two rows give a tight interval for one ratio.
 Goals (issue 15): counters >= 0.99x base, otel >= 0.95x counters.
 
 Then the floor under ``otel-each``: what the OpenTelemetry SDK's own
@@ -31,13 +33,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import types
 from time import perf_counter
 from typing import Any
 
 import cachecore
-from cachecore.observability import CallEvent, observe, observed
+from cachecore.observability import CallEvent, observe, observed, observers_of
 from cachecore.otel import DURATION_BOUNDARIES, OtelMetrics
 from cachecore.redis_base import BaseRedisCache
 from cachecore.testing.servers import ServerProcess, newest_server_binary
@@ -60,9 +63,9 @@ def _one_record_per_call(cache: Any) -> None:
 
 
 def _flush(cache: Any) -> None:
-    for recorder in observed(cache).recorders:
-        assert isinstance(recorder, OtelMetrics)
-        recorder.flush()
+    for recorder in observers_of(cache):
+        if isinstance(recorder, OtelMetrics):
+            recorder.flush()
 
 
 class _Nothing:
@@ -96,13 +99,62 @@ def _time_record(record: Any, calls: int) -> float:
     return (recorded - (perf_counter() - start)) / calls
 
 
+CACHES = ("base", "counters", "otel", "otel-each", "otel-sampled", "observer")
+
+
+def _median_interval(ratios: list[float]) -> tuple[float, float]:
+    """A 95 % bootstrap interval of the median of ``ratios`` (fixed seed)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(1000))
+    return medians[25], medians[974]
+
+
+def _print_table(rates: dict[str, list[float]], records: list[float]) -> None:
+    print("ratios: median of the per-round ratios [its 95 % bootstrap interval]; IQR: their")
+    print("interquartile range (the noise of one round)")
+    print(f"{'cache':<12} {'calls/s':>9} {'vs base':>22} {'vs counters':>22}  IQR vs counters")
+    for name, values in rates.items():
+        columns = []
+        for against in ("base", "counters"):
+            if against not in rates or name == against:
+                columns.append(f"{'':>22}")
+                continue
+            ratios = [v / b for v, b in zip(values, rates[against], strict=True)]
+            low, high = _median_interval(ratios)
+            columns.append(f"{statistics.median(ratios):>7.3f}x [{low:.3f}-{high:.3f}]")
+        spread = ""
+        if name != "counters":
+            ratios = [v / b for v, b in zip(values, rates["counters"], strict=True)]
+            first, _, third = statistics.quantiles(ratios, n=4)
+            spread = f"{first:.3f}-{third:.3f}"
+        print(f"{name:<12} {statistics.median(values):>9.0f} {columns[0]} {columns[1]}  {spread}")
+    if records:
+        get_s = 1 / statistics.median(rates["counters"])
+        record_s = statistics.median(records)
+        print(
+            f"floor of otel-each: the SDK's Histogram.record alone takes "
+            f"{record_s * 1e6:.2f} us a call, {record_s / get_s:.1%} of a get "
+            f"({get_s * 1e6:.1f} us): one record per call can reach at most "
+            f"{get_s / (get_s + record_s):.3f}x"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison and print the table."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.observability")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--sample-rate", type=float, default=0.05, help="of otel-sampled")
+    parser.add_argument(
+        "--only",
+        default=",".join(CACHES),
+        help="comma-separated rows to run (counters always runs): e.g. base,counters for a "
+        "long run of one ratio",
+    )
     args = parser.parse_args(argv)
+    only = {*args.only.split(","), "counters"}
+    if only - set(CACHES):
+        parser.error(f"--only: unknown rows {sorted(only - set(CACHES))}; rows: {CACHES}")
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -130,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
             "observer": cachecore.from_url(url),
         }
         _one_record_per_call(caches["otel-each"])
-        _one_record_per_call(caches["otel-sampled"])
         observe(caches["observer"], _Nothing())
         caches["base"]._run = types.MethodType(_uncounted_run, caches["base"])
         caches["counters"].set("k", "v" * 100)
+        caches = {name: cache for name, cache in caches.items() if name in only}
         histogram = (
             MeterProvider([InMemoryMetricReader()])
             .get_meter("floor")
@@ -151,24 +203,10 @@ def main(argv: list[str] | None = None) -> int:
             shift = round_ % len(order)
             for name in order[shift:] + order[:shift]:
                 rates[name].append(_time(caches[name], args.calls))
-            records.append(_time_record(histogram.record, args.calls))
+            if "otel-each" in caches:
+                records.append(_time_record(histogram.record, args.calls))
     print(f"get on {binary.id}, {args.rounds} rounds x {args.calls} calls, one CPU")
-    print(f"{'cache':<12} {'calls/s':>9} {'vs base':>8} {'vs counters':>12}  vs counters, IQR")
-    for name, values in rates.items():
-        vs_base = statistics.median(v / b for v, b in zip(values, rates["base"], strict=True))
-        ratios = [v / b for v, b in zip(values, rates["counters"], strict=True)]
-        low, _, high = statistics.quantiles(ratios, n=4)
-        print(
-            f"{name:<12} {statistics.median(values):>9.0f} {vs_base:>7.3f}x "
-            f"{statistics.median(ratios):>11.3f}x  {low:.3f}-{high:.3f}"
-        )
-    get_s = 1 / statistics.median(rates["counters"])
-    record_s = statistics.median(records)
-    print(
-        f"floor of otel-each: the SDK's Histogram.record alone takes {record_s * 1e6:.2f} us "
-        f"a call, {record_s / get_s:.1%} of a get ({get_s * 1e6:.1f} us): one record "
-        f"per call can reach at most {get_s / (get_s + record_s):.3f}x"
-    )
+    _print_table(rates, records)
     return 0
 
 
