@@ -176,7 +176,8 @@ class _NearCache:
                 values.append(None)
                 missing.append(key)
         if len(missing) < len(keys):
-            self._counters.shard.counts[HITS] += len(keys) - len(missing)
+            hits = len(keys) - len(missing)  # no call inside an increment (cachecore.stats)
+            self._counters.shard.counts[HITS] += hits
         return values, missing
 
     @staticmethod

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from cachecore.adapters.otel_sdk import bulk_recorder
+from cachecore.adapters.otel_sdk import BulkRecord, bulk_recorder
 from cachecore.errors import ConfigurationError
 from cachecore.observability import OUTCOMES_BY_REPLY, CallEvent, observed
 from cachecore.stats import EXTRA_COUNTERS, FAULT_KINDS, CacheStats
@@ -79,6 +79,9 @@ class _Instruments:
         self.batched: weakref.WeakSet[OtelMetrics] = weakref.WeakSet()
         """The observers that queue durations: flushed by each collection, whose
         asynchronous callbacks all run before the SDK reads the histogram."""
+        self.orphans: list[tuple[dict[Any, _Pending], BulkRecord]] = []
+        """The queues of observers garbage-collected since the last collection (their
+        cache went away with durations still queued): added at the next one."""
         self.duration = meter.create_histogram(
             DURATION,
             unit="s",
@@ -125,6 +128,12 @@ class _Instruments:
     def _flush(self, _options: CallbackOptions) -> Iterable[Observation]:
         for observer in list(self.batched):
             observer.flush()
+        while self.orphans:
+            queues, bulk = self.orphans.pop()
+            for pending in queues.values():  # no one appends to them any more
+                values = list(pending)
+                if values:
+                    bulk(pending.attributes, values)
         return ()
 
     def _callback(self, read: _Reader) -> Callable[[CallbackOptions], Iterable[Observation]]:
@@ -262,10 +271,12 @@ class OtelMetrics:
         self._bulk = bulk_recorder(instruments.duration)
         self._batch = 1
         self._drain: Callable[[_Pending], None] = self._record_each
-        if self._bulk is not None:
-            instruments.batched.add(self)
         # One queue (and attribute dict) per (operation, outcome, error), made once.
         self._pending: dict[tuple[str, str, str | None], _Pending] = {}
+        if self._bulk is not None:
+            instruments.batched.add(self)
+            # Without a reference to self: adopted by the instruments when it goes.
+            weakref.finalize(self, instruments.orphans.append, (self._pending, self._bulk))
         self._lock = threading.Lock()  # guards making queues and draining them
         # The same queues, by operation and `not reply`, for the one-command calls.
         self._by_reply = _ByReply(self._pending_for)

@@ -3,14 +3,21 @@
 Every cache has a :class:`Counters` (``cache.counters``); ``cache.stats()`` reads it,
 and the near cache and circuit breaker beneath the cache, into a :class:`CacheStats`.
 
-Why per-thread shards: an increment is a read, an add and a write, and another thread
-may run between them, losing an increment. On CPython 3.11 with the GIL a bare
-``counts[index] += 1`` happens not to be split, but :meth:`Counters.add`'s
-``extra.get(name, 0) + amount`` is (a shared dict loses increments there:
-``tests/test_stats.py``), and free-threaded builds split either. Each thread here adds
-to a list (and a dict) of its own, so an increment is never lost and needs no lock,
-and a read sums every thread's. asyncio tasks on one thread never interleave inside an
-increment (there is no ``await`` in it), so one shard per thread serves them too.
+Why the counts are safe under threads: an increment is a read, an add and a write, and
+another thread may run between them, losing an increment. CPython with the GIL lets
+another thread run only at certain points of its eval loop (a call, a backward jump,
+a function's start), so a statement ``counts[index] += n`` on a list, with ``index``
+and ``n`` already computed (no call inside the statement), is never split there. On
+the CPython versions where this was tested (:data:`SHARED_LIST_PYTHONS`, GIL enabled)
+every thread therefore adds to one list per cache; elsewhere (free-threaded builds,
+other interpreters and versions) each thread adds to a list of its own and a read sums
+them (:func:`one_list_for_all_threads`). The threads' own lists cost a thread-local
+look-up per call: about 0.8 % of a loopback ``get`` (``benchmarks/observability.py``,
+row ``plain-list``). Names outside :data:`SLOTS` go to a dict per thread either way:
+:meth:`Counters.add`'s ``extra.get(name, 0) + amount`` calls a method between its read
+and its write (a shared dict loses increments there: ``tests/test_stats.py``). asyncio
+tasks on one thread never interleave inside an increment (there is no ``await`` in
+it).
 
 Why a list with fixed positions (:data:`SLOTS`) on the hot path: a cache call's
 increment runs right after a round trip to the server, when the CPU's caches hold the
@@ -26,6 +33,7 @@ appear in :attr:`CacheStats.extra` and, with OpenTelemetry on, as
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -77,6 +85,23 @@ item without a look-up (:data:`cachecore.protocol.Plan`)."""
 _INDEX = {name: index for index, name in enumerate(SLOTS)}
 
 
+SHARED_LIST_PYTHONS = ((3, 11), (3, 13))
+"""The CPython versions (lowest, highest) on which one list per cache was tested to
+keep every increment under threads (``tests/test_stats.py``, with the GIL)."""
+
+
+def one_list_for_all_threads() -> bool:
+    """Whether every thread may add to one list per cache: CPython of
+    :data:`SHARED_LIST_PYTHONS` with the GIL enabled (it stays enabled once it is)."""
+    low, high = SHARED_LIST_PYTHONS
+    gil_enabled: Any = getattr(sys, "_is_gil_enabled", None)
+    return (
+        sys.implementation.name == "cpython"
+        and low <= sys.version_info[:2] <= high
+        and (gil_enabled is None or gil_enabled())
+    )
+
+
 class _Shard(threading.local):
     """One list of counts (:data:`SLOTS`) and one dict (other names) per thread,
     registered with its :class:`Counters` on first use in that thread
@@ -91,19 +116,43 @@ class _Shard(threading.local):
             shards.append((self.counts, self.extra))
 
 
+class _OneList:
+    """One list of counts for every thread (see the module docstring), and a dict of
+    other names per thread."""
+
+    __slots__ = ("_threads", "counts")
+
+    def __init__(
+        self, shards: list[tuple[list[int], dict[str, int]]], lock: threading.Lock
+    ) -> None:
+        self.counts: list[int] = [0] * len(SLOTS)
+        with lock:
+            shards.append((self.counts, {}))
+        self._threads = _Shard(shards, lock)  # their lists stay at zero
+
+    @property
+    def extra(self) -> dict[str, int]:
+        """This thread's dict of the counts outside :data:`SLOTS`."""
+        return self._threads.extra
+
+
 class Counters:
-    """The counts of one cache, sharded per thread (see the module docstring).
+    """The counts of one cache (see the module docstring).
 
     The hot path is ``counters.shard.counts[HITS] += 1`` (the caches keep ``shard`` as
-    ``cache._shard``): one thread-local look-up and one list item incremented in place,
-    touching no dict and no name. Reads (:meth:`totals`) sum the shards; a thread that
-    ended keeps its shard, so nothing it counted is lost.
+    ``cache._shard``): one list item incremented in place, touching no dict and no
+    name. Reads (:meth:`totals`) sum the lists; a thread that ended keeps its own, so
+    nothing it counted is lost.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._shards: list[tuple[list[int], dict[str, int]]] = []
-        self.shard = _Shard(self._shards, self._lock)
+        self.shard: _Shard | _OneList
+        if one_list_for_all_threads():
+            self.shard = _OneList(self._shards, self._lock)
+        else:
+            self.shard = _Shard(self._shards, self._lock)
 
     def add(self, name: str, amount: int = 1) -> None:
         """Add ``amount`` to the counter ``name`` (any name; dotted for a section, e.g.

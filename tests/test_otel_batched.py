@@ -260,3 +260,16 @@ def test_a_traced_cache_records_each_call_inside_its_span_with_an_exemplar() -> 
     ]
     assert point.count == 1
     assert [exemplar.trace_id for exemplar in point.exemplars] == [span.context.trace_id]
+
+
+def test_durations_queued_by_a_cache_that_went_away_are_exported() -> None:
+    import gc
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    cache = cachecore.from_url(f"memory://{uuid.uuid4().hex}", meter_provider=provider)
+    for _ in range(10):
+        cache.get("k")
+    del cache
+    gc.collect()
+    assert sum(point["count"] for point in _points(reader).values()) == 10

@@ -17,6 +17,7 @@ from helpers import near_cache_ready, writes_announced
 
 import cachecore
 import cachecore.aio
+from cachecore import stats as counting
 from cachecore.cli import main
 from cachecore.near_cache import NearCacheClient
 from cachecore.stats import Counters
@@ -34,20 +35,48 @@ def server(cachecore_fresh_server: Callable[..., ServerProcess]) -> ServerProces
     return cachecore_fresh_server(binary)
 
 
-def test_counters_are_exact_under_threads() -> None:
+@pytest.mark.parametrize("one_list", [True, False], ids=["one list", "a list per thread"])
+def test_counters_are_exact_under_threads(one_list: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both ways of counting (cachecore.stats picks one for the running interpreter).
+    monkeypatch.setattr(counting, "one_list_for_all_threads", lambda: one_list)
     # memory://: no I/O, so the threads really contend on the counters (a switch
-    # interval this short makes any unsafe increment lose counts, see the next test).
-    cache = cachecore.from_url("memory://", key_prefix="threads:")
+    # interval this short makes any unsafe increment lose counts, see the tests below).
+    cache = cachecore.from_url("memory://", key_prefix=f"threads-{one_list}:")
+    assert isinstance(cache.counters.shard, counting._OneList) is one_list
     cache.set("present", 1)
 
     def work(number: int) -> None:
         for i in range(OPS):
             cache.get("present" if i % 2 else f"absent-{number}")
+        for _ in range(OPS // 10):
+            cache.get_many("present", f"absent-{number}", "absent")
 
     _in_threads(work, THREADS)
-    stats = cache.stats()
-    assert (stats.hits, stats.misses) == (THREADS * OPS // 2, THREADS * OPS // 2)
-    assert stats.sets == 1 and stats.hit_ratio == 0.5
+    counted = cache.stats()
+    gets, many = THREADS * OPS // 2, THREADS * OPS // 10
+    assert (counted.hits, counted.misses) == (gets + many, gets + 2 * many)
+    assert counted.sets == 1
+
+
+def test_one_list_keeps_increments_that_make_no_call_and_loses_the_others() -> None:
+    # The rule the one shared list relies on (cachecore.stats): with the GIL, a thread
+    # switch can happen at a call, so `counts[i] += f()` (read, call, write) loses
+    # increments from threads, while `counts[i] += n` does not. The first half shows
+    # the test's threads really switch inside a statement that calls.
+    counts = [0, 0]
+
+    def one() -> int:
+        return 1
+
+    def work(_number: int) -> None:
+        step = 1
+        for _ in range(20_000):
+            counts[0] += step
+            counts[1] += one()
+
+    _in_threads(work, THREADS)
+    assert counts[1] < THREADS * 20_000
+    assert counts[0] == THREADS * 20_000
 
 
 class _SharedCounters(Counters):
