@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from cachecore.adapters.otel_sdk import BulkRecord, bulk_recorder
+from cachecore.adapters.otel_sdk import BulkRecord, awaits_provider, bulk_recorder
 from cachecore.errors import ConfigurationError
 from cachecore.observability import OUTCOMES_BY_REPLY, CallEvent, observed
 from cachecore.stats import EXTRA_COUNTERS, FAULT_KINDS, CacheStats
@@ -132,6 +132,7 @@ class _Instruments:
             queues, bulk = self.orphans.pop()
             for pending in queues.values():  # no one appends to them any more
                 values = list(pending)
+                pending.clear()
                 if values:
                     bulk(pending.attributes, values)
         return ()
@@ -267,26 +268,43 @@ class OtelMetrics:
         instruments = _instruments(provider)
         self._system = observed(cache).system
         instruments.caches.add(cache)
+        self._instruments = instruments
         self._record = instruments.duration.record
-        self._bulk = bulk_recorder(instruments.duration)
+        self._bulk: BulkRecord | None = None
         self._batch = 1
         self._drain: Callable[[_Pending], None] = self._record_each
+        self._linked = False
+        # Calls left before looking again for the SDK behind a global-provider stand-in.
+        self._look_in = 0
         # One queue (and attribute dict) per (operation, outcome, error), made once.
         self._pending: dict[tuple[str, str, str | None], _Pending] = {}
-        if self._bulk is not None:
-            instruments.batched.add(self)
-            # Without a reference to self: adopted by the instruments when it goes.
-            weakref.finalize(self, instruments.orphans.append, (self._pending, self._bulk))
         self._lock = threading.Lock()  # guards making queues and draining them
         # The same queues, by operation and `not reply`, for the one-command calls.
         self._by_reply = _ByReply(self._pending_for)
-        self.link_to_spans(False)
+        self._find_bulk()
+
+    def _find_bulk(self) -> None:
+        """Batch if the histogram is (now) one of the SDK's; if it still waits for the
+        application to set a global meter provider, look again in 1,000 calls."""
+        with self._lock:
+            if self._bulk is not None:
+                return
+            histogram = self._instruments.duration
+            self._bulk = bulk_recorder(histogram)
+            self._look_in = 1000 if self._bulk is None and awaits_provider(histogram) else 0
+            if self._bulk is None:
+                return
+            self._instruments.batched.add(self)
+            # Without a reference to self: adopted by the instruments when it goes.
+            weakref.finalize(self, self._instruments.orphans.append, (self._pending, self._bulk))
+        self.link_to_spans(self._linked)
 
     def link_to_spans(self, linked: bool) -> None:
         """Record each call inside its span, one ``record`` per call, so that the SDK
         can attach exemplars (trace and span ids) to the histogram (``linked``: the
         cache opens a span per call); otherwise batch where the SDK allows it."""
         self.flush()
+        self._linked = linked
         if linked or self._bulk is None:
             self._batch, self._drain = 1, self._record_each
         else:
@@ -349,5 +367,9 @@ class OtelMetrics:
             try:
                 value = pending.popleft()
             except IndexError:
-                return
+                break
             self._record(value, pending.attributes)
+        if self._look_in:
+            self._look_in -= 1  # threads may race here: that only moves the next look
+            if self._look_in <= 0:
+                self._find_bulk()

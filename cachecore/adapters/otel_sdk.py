@@ -51,10 +51,19 @@ def sdk_version() -> tuple[int, ...]:
     return tuple(parts)
 
 
+def awaits_provider(histogram: Any) -> bool:
+    """Whether ``histogram`` came from the API's global meter provider before the
+    application set a real one: the API then makes it record into the real provider's
+    histogram, which :func:`bulk_recorder` can serve once it exists."""
+    return hasattr(histogram, "_real_instrument") and histogram._real_instrument is None
+
+
 def bulk_recorder(histogram: Any) -> BulkRecord | None:
-    """A function adding batches to ``histogram``, or None when it must be recorded
+    """A function adding batches to ``histogram`` (or to the real histogram behind
+    one of the API's global-provider stand-ins), or None when it must be recorded
     through the public API (not an SDK histogram, or an SDK outside
-    :data:`TESTED_VERSIONS`: logged once at debug level)."""
+    :data:`TESTED_VERSIONS`: logged at debug level)."""
+    histogram = getattr(histogram, "_real_instrument", None) or histogram
     try:
         from opentelemetry.sdk.metrics._internal import aggregation
         from opentelemetry.sdk.metrics._internal.instrument import _Histogram
