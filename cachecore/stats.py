@@ -11,9 +11,11 @@ and ``n`` already computed (no call inside the statement), is never split there.
 the CPython versions where this was tested (:data:`SHARED_LIST_PYTHONS`, GIL enabled)
 every thread therefore adds to one list per cache; elsewhere (free-threaded builds,
 other interpreters and versions) each thread adds to a list of its own and a read sums
-them (:func:`one_list_for_all_threads`). The threads' own lists cost a thread-local
-look-up per call: about 0.8 % of a loopback ``get`` (``benchmarks/observability.py``,
-row ``plain-list``). Names outside :data:`SLOTS` go to a dict per thread either way:
+them (:func:`one_list_for_all_threads`). (A tracer that runs Python code between
+opcodes, ``frame.f_trace_opcodes``, which debuggers don't set, could split such an
+increment and lose it.) The threads' own lists cost a thread-local look-up per
+call: about 0.5 % of a loopback ``get`` (``benchmarks/observability.py``, row
+``per-thread``). Names outside :data:`SLOTS` go to a dict per thread either way:
 :meth:`Counters.add`'s ``extra.get(name, 0) + amount`` calls a method between its read
 and its write (a shared dict loses increments there: ``tests/test_stats.py``). asyncio
 tasks on one thread never interleave inside an increment (there is no ``await`` in
