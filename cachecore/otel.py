@@ -20,6 +20,7 @@ its attributes, in ``docs/observability.md``.
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import threading
 import weakref
 from collections import deque
@@ -42,6 +43,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "OpenTelemetry metrics or tracing need the opentelemetry-api package: "
         "pip install 'cachecore[otel]'"
     ) from exc
+
+log = logging.getLogger("cachecore")
 
 SCOPE = "cachecore"
 """The instrumentation scope (meter and tracer name)."""
@@ -134,7 +137,10 @@ class _Instruments:
                 values = list(pending)
                 pending.clear()
                 if values:
-                    bulk(pending.attributes, values)
+                    try:
+                        bulk(pending.attributes, values)
+                    except Exception:  # as in OtelMetrics._add_batch
+                        log.exception("cachecore: %d durations not recorded", len(values))
         return ()
 
     def _callback(self, read: _Reader) -> Callable[[CallbackOptions], Iterable[Observation]]:
@@ -354,12 +360,25 @@ class OtelMetrics:
     def _add_batch(self, pending: _Pending) -> None:
         # Under the lock, one drainer at a time: other threads only append meanwhile,
         # so the first len() values are there to take.
-        assert self._bulk is not None
         with self._lock:
             take = pending.popleft
             values = [take() for _ in range(len(pending))]
-            if values:
-                self._bulk(pending.attributes, values)
+            bulk = self._bulk
+            if not values or bulk is None:
+                return
+            try:
+                bulk(pending.attributes, values)
+                return
+            except Exception:
+                # SDK internals not as tested: never break the cache call for it.
+                log.exception(
+                    "cachecore: adding %d durations to the OpenTelemetry SDK's histogram "
+                    "failed (they are not recorded); recording each call through its "
+                    "public API from now on",
+                    len(values),
+                )
+                self._bulk = None
+        self.link_to_spans(self._linked)
 
     def _record_each(self, pending: _Pending) -> None:
         # Without batches: one public record per value, no lock (popleft is atomic).

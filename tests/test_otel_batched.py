@@ -309,3 +309,21 @@ def test_a_cache_made_before_the_global_meter_provider_batches_once_it_is_set() 
         if metric.name == "cachecore.lookups"
     ]
     assert lookups, "the counters did not reach the real provider"
+
+
+def test_a_failing_batch_is_logged_and_later_calls_use_the_public_api(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reader = InMemoryMetricReader()
+    observer = _observer([reader], [])
+
+    def broken(attributes: Any, values: Any) -> None:
+        raise AttributeError("an SDK whose internals changed")
+
+    observer._bulk = broken
+    for _ in range(BATCH):  # the cache call that fills a batch must not raise
+        observer.answered("get", False, 0.001, "k")
+    assert f"adding {BATCH} durations" in caplog.text
+    for _ in range(10):
+        observer.answered("get", False, 0.001, "k")
+    assert sum(point["count"] for point in _points(reader).values()) == 10
