@@ -364,7 +364,11 @@ class OtelMetrics:
             take = pending.popleft
             values = [take() for _ in range(len(pending))]
             bulk = self._bulk
-            if not values or bulk is None:
+            if not values:
+                return
+            if bulk is None:  # batches stopped (below) while this call queued its value
+                for value in values:
+                    self._record(value, pending.attributes)
                 return
             try:
                 bulk(pending.attributes, values)
